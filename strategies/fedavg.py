@@ -1,0 +1,142 @@
+"""FedAvg over client deltas with a server optimizer (McMahan et al. 2017; Reddi et al. 2021).
+
+The Flower ``Strategy`` interface (configure_train / aggregate_train) with fl_sim's seeded
+client sampling and per-client validation; the update math lives in ``fl_sim.fedavg``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from logging import INFO
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fl_sim import protocol
+from fl_sim.config import ExperimentConfig
+from fl_sim.fedavg import make_server_optimizer, weighted_mean
+from fl_sim.seeding import rng
+
+
+def sample_cohort(client_ids: list[str], size: int, seed: int, server_round: int) -> list[str]:
+    """Fixed-size sampling without replacement, from a generator keyed by (seed, round).
+
+    Stateless: a resumed run samples exactly what an uninterrupted one would.
+    """
+    size = min(size, len(client_ids))
+    idx = rng(seed, "cohort", server_round).choice(len(client_ids), size=size, replace=False)
+    return [client_ids[i] for i in sorted(idx)]
+
+
+def split_over_nodes(cohort: list[str], node_ids: list[int]) -> dict[int, list[str]]:
+    nodes = sorted(node_ids)
+    plan: dict[int, list[str]] = {}
+    for i, cid in enumerate(cohort):
+        plan.setdefault(nodes[i % len(nodes)], []).append(cid)
+    return plan
+
+
+class FedAvgDelta(Strategy):
+    """FedAvg / FedAvgM / FedAdam on client deltas, one update per sampled client."""
+
+    def __init__(self, cfg: ExperimentConfig, client_ids: list[str], experiment_toml: str):
+        self.cfg = cfg
+        self.client_ids = list(client_ids)
+        self.experiment_toml = experiment_toml
+        self.optimizer = make_server_optimizer(cfg.server)
+        self.current: list[np.ndarray] | None = None
+        self.last_cohort: list[str] = []
+
+    # -- Flower Strategy interface -------------------------------------------------------
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        self.current = arrays.to_numpy_ndarrays()
+        cohort = sample_cohort(self.client_ids, self.cfg.server.clients_per_round,
+                               self.cfg.experiment.seed, server_round)
+        self.last_cohort = cohort
+        plan = split_over_nodes(cohort, list(grid.get_node_ids()))
+        return [protocol.train_message(node, arrays, server_round, cids, self.experiment_toml)
+                for node, cids in plan.items()]
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        results, failed, rejected = [], 0, 0
+        for reply in replies:
+            if reply.has_error():
+                failed += 1
+                log(INFO, "round %s: node %s failed: %s", server_round,
+                    reply.metadata.src_node_id, reply.error.reason)
+                continue
+            try:
+                results.extend(protocol.read_train_reply(reply))
+            except ValueError as exc:
+                rejected += 1
+                log(INFO, "round %s: malformed reply rejected: %s", server_round, exc)
+        new, metrics = self.aggregate_results(server_round, results, rejected)
+        return (None if new is None else ArrayRecord(new)), MetricRecord(metrics)
+
+    def aggregate_results(self, server_round: int, results: list[tuple[str, list, dict]],
+                          rejected: int = 0) -> tuple[list[np.ndarray] | None, dict]:
+        """Validate each client's update, average the valid ones, apply the server optimizer.
+
+        Pure NumPy (no Flower types), so it is tested directly against a NumPy FedAvg.
+        """
+        accepted = []
+        for cid, delta, metrics in results:
+            problem = self.validate(delta, metrics)
+            if problem:
+                rejected += 1
+                log(INFO, "round %s: client %s rejected: %s", server_round, cid, problem)
+            else:
+                accepted.append((cid, delta, metrics))
+        # Replies arrive in scheduling order; sorting makes the float sums reproducible.
+        accepted.sort(key=lambda t: t[0])
+        sampled = len(self.last_cohort)
+        metrics = {"clients_sampled": sampled, "clients_completed": len(accepted),
+                   "clients_failed": max(0, sampled - len(accepted) - rejected),
+                   "clients_rejected": rejected}
+        if not accepted or len(accepted) < self.cfg.server.min_clients:
+            metrics["skipped"] = 1
+            return None, metrics
+        weights = [m["num_examples"] if self.cfg.server.weighted else 1.0 for _, _, m in accepted]
+        mean_delta = weighted_mean([d for _, d, _ in accepted], weights)
+        new = self.optimizer.step(self.current, mean_delta)
+        n = float(sum(m["num_examples"] for _, _, m in accepted))
+        metrics["train_loss"] = float(sum(m["train_loss"] * m["num_examples"]
+                                          for _, _, m in accepted) / n)
+        metrics["train_examples"] = int(n)
+        metrics["skipped"] = 0
+        return new, metrics
+
+    def configure_evaluate(self, server_round, arrays, config, grid) -> Iterable[Message]:
+        return []  # evaluation is centralized, on held-out clients (see server_app)
+
+    def aggregate_evaluate(self, server_round, replies) -> MetricRecord | None:
+        return None
+
+    def summary(self) -> None:
+        log(INFO, "FedAvgDelta: %s clients/round, server %s lr=%s", self.cfg.server.clients_per_round,
+            self.cfg.server.optimizer, self.cfg.server.lr)
+
+    # -- fl_sim extensions ---------------------------------------------------------------
+    def validate(self, delta: list[np.ndarray], metrics: dict) -> str | None:
+        ref = self.current
+        if len(delta) != len(ref):
+            return f"{len(delta)} tensors, expected {len(ref)}"
+        for i, (d, r) in enumerate(zip(delta, ref)):
+            if d.shape != r.shape:
+                return f"tensor {i} has shape {d.shape}, expected {r.shape}"
+            if not np.all(np.isfinite(d)):
+                return f"tensor {i} has non-finite values"
+        if not metrics.get("num_examples", 0) > 0:
+            return "no training examples"
+        return None
+
+    def state(self) -> dict[str, np.ndarray]:
+        return self.optimizer.state()
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.optimizer.load_state(state)
