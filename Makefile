@@ -35,7 +35,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow tests
 
 lock: $(STAMP)
-	$(PY) -m pip freeze --exclude-editable | grep -v '^fl-sim' > requirements.lock.new
+	{ head -2 requirements.lock; $(PY) -m pip freeze --exclude-editable | grep -v "^fl-sim"; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
 clean-cache:

@@ -1,0 +1,80 @@
+"""Local training of one client: plain SGD on its own sequences, starting from the global model.
+
+One ``LocalTrainer`` lives per worker process and is reused for every client that process
+trains (pfl-research's "one model per worker"): weights are assigned, never rebuilt, and
+the whole local pass runs in one compiled ``tf.function`` whose shapes never change, so
+Keras/TF trace it once per process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from fl_sim.config import ExperimentConfig
+from fl_sim.evaluation import Evaluator, masked_mean_loss, pad_to_batches
+from fl_sim.models import build_model
+from fl_sim.seeding import rng
+
+
+class LocalTrainer:
+    def __init__(self, cfg: ExperimentConfig, vocab_size: int, seq_len: int):
+        self.cfg = cfg
+        self.model = build_model(cfg.model, vocab_size, seq_len, seed=cfg.experiment.seed)
+        self.variables = self.model.trainable_variables
+        self.lr = tf.Variable(cfg.client.lr, trainable=False, dtype=tf.float32)
+        self.evaluator = Evaluator(self.model)
+        model, variables, lr = self.model, self.variables, self.lr
+
+        # Plain SGD written out: the client optimizer has no state to reset between
+        # clients, and the loop over batches stays inside the graph (no Python per step).
+        @tf.function(input_signature=[tf.TensorSpec([None, None, seq_len + 1], tf.int32)])
+        def _local_pass(batches):
+            total = tf.constant(0.0)
+            for i in tf.range(tf.shape(batches)[0]):
+                batch = batches[i]
+                with tf.GradientTape() as tape:
+                    loss = masked_mean_loss(model(batch[:, :-1], training=True), batch[:, 1:])
+                grads = tape.gradient(loss, variables)
+                for v, g in zip(variables, grads):
+                    v.assign_sub(lr * g)
+                total += loss
+            return total
+
+        self._local_pass = _local_pass
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [v.numpy() for v in self.variables]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        if len(weights) != len(self.variables):
+            raise ValueError(f"expected {len(self.variables)} tensors, got {len(weights)}")
+        for v, w in zip(self.variables, weights):
+            v.assign(w)
+
+    def batches_for(self, seqs: np.ndarray, server_round: int, client_id: str) -> np.ndarray:
+        """The client's batches for this round: reshuffled each epoch, capped at max_steps."""
+        c = self.cfg.client
+        parts = []
+        for epoch in range(c.local_epochs):
+            order = rng(self.cfg.experiment.seed, "client-order", server_round, client_id,
+                        epoch).permutation(len(seqs))
+            parts.append(pad_to_batches(np.asarray(seqs)[order], c.batch_size))
+        batches = np.concatenate(parts)
+        if c.max_steps:
+            batches = batches[: c.max_steps]
+        return batches
+
+    def train(self, global_weights: list[np.ndarray], seqs: np.ndarray, server_round: int,
+              client_id: str) -> tuple[list[np.ndarray], dict[str, float]]:
+        """Train from ``global_weights``; return (delta = local - global, metrics)."""
+        self.set_weights(global_weights)
+        if len(seqs) == 0:
+            raise ValueError(f"client {client_id!r} has no training sequences")
+        batches = self.batches_for(seqs, server_round, client_id)
+        total = float(self._local_pass(tf.constant(batches)))
+        local = self.get_weights()
+        delta = [lw - gw for lw, gw in zip(local, global_weights)]
+        used = min(len(seqs), len(batches) * self.cfg.client.batch_size)
+        return delta, {"num_examples": used, "train_loss": total / len(batches),
+                       "steps": len(batches)}

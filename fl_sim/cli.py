@@ -1,0 +1,128 @@
+"""The ``fl-sim`` command line.
+
+Exit codes: 0 success, 1 a run failed, 2 a usage, config, data or checkpoint error (the
+message names the file, key or value and what was expected; nothing already written is
+touched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from fl_sim.config import ConfigError, load_experiment
+
+EPILOG = """examples:
+  fl-sim run experiments/demo.toml
+  fl-sim run experiments/cifg.toml --set client.lr=0.3 --rounds 5 --out /tmp/results
+  fl-sim run experiments/demo.toml --set data.source=jsonl --set data.path=my.jsonl
+  fl-sim run --resume results/demo/20261123-101500-s0
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fl-sim", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Federated next-word prediction on Flower: simulate, compare and inspect runs.",
+        epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="run an experiment in Flower's simulation runtime",
+        description="Run an experiment (a TOML file under experiments/) in Flower's simulation "
+                    "runtime. Results go to <output_dir>/<experiment>/<run_id>/: "
+                    "config.resolved.toml, manifest.json, metrics.jsonl, checkpoints/, plots/, "
+                    "tensorboard/ and summary.md.",
+        epilog=EPILOG)
+    run.add_argument("experiment", nargs="?", help="experiment TOML file")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override a config value (repeatable), validated like the file")
+    run.add_argument("--rounds", type=int, help="shorthand for --set experiment.rounds=N")
+    run.add_argument("--out", help="root folder for run directories (default: experiment.output_dir)")
+    run.add_argument("--workers", type=int, help="shorthand for --set simulation.num_workers=N")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue a stopped run from its last checkpoint (same config and seed)")
+    run.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "verbose", False):
+        # Must be set before TensorFlow is first imported (here and in Ray's workers).
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "run":
+        return cmd_run(args, parser)
+    return 2
+
+
+def _usage_error(message: str) -> int:
+    print(f"fl-sim: error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_run(args, parser) -> int:
+    from fl_sim import results
+
+    overrides = list(args.overrides)
+    if args.rounds is not None:
+        overrides.append(f"experiment.rounds={args.rounds}")
+    if args.workers is not None:
+        overrides.append(f"simulation.num_workers={args.workers}")
+    try:
+        if args.resume:
+            if args.experiment or overrides or args.out:
+                return _usage_error("--resume takes only RUN_DIR: the run keeps its own config")
+            run_dir = Path(args.resume)
+            cfg_path = run_dir / "config.resolved.toml"
+            if not cfg_path.is_file():
+                return _usage_error(f"{run_dir}: not a run directory (no config.resolved.toml)")
+            cfg = load_experiment(cfg_path)
+        else:
+            if not args.experiment:
+                return _usage_error("run needs an EXPERIMENT file or --resume RUN_DIR")
+            cfg = load_experiment(args.experiment, overrides)
+            _check_data_early(cfg)
+            run_dir = results.new_run_dir(cfg, args.out)
+    except ConfigError as exc:
+        return _usage_error(str(exc))
+    except _DataProblem as exc:
+        return _usage_error(str(exc))
+    print(f"fl-sim: {'resuming' if args.resume else 'starting'} {cfg.experiment.name} "
+          f"-> {run_dir}", flush=True)
+    from fl_sim.simulation import simulate
+
+    try:
+        simulate(cfg, run_dir, resume=bool(args.resume), verbose=args.verbose,
+                 progress=lambda s: print(s, flush=True))
+    except KeyboardInterrupt:
+        print(f"\nfl-sim: interrupted; continue with: fl-sim run --resume {run_dir}", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the run's own failure: say where its files are
+        print(f"fl-sim: run failed: {exc}\nPartial results (resumable): {run_dir}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _DataProblem(Exception):
+    pass
+
+
+def _check_data_early(cfg) -> None:
+    """Load the corpus once before starting Flower so bad data fails fast with exit code 2."""
+    from fl_sim.data import DataError, load_corpus
+
+    try:
+        load_corpus(cfg.data, cfg.experiment.seed)
+    except DataError as exc:
+        raise _DataProblem(str(exc)) from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

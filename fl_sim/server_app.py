@@ -1,0 +1,244 @@
+"""The Flower ServerApp: rounds, sampling, aggregation, evaluation, checkpoints, results.
+
+The round loop is written out here (rather than ``Strategy.start``) because a run must
+checkpoint after every round, resume exactly, log one metrics row per round and evaluate
+on held-out clients; the strategy object still does what a Flower strategy does
+(configure_train / aggregate_train), and Flower's Grid carries every message.
+
+A config with ``experiment.compare = [...]`` trains each model kind in turn, each in its
+own sub-run directory, and writes a comparison table and plot in the parent run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.serverapp import Grid, ServerApp
+
+from fl_sim import checkpoint, results
+from fl_sim.config import ExperimentConfig, dumps_toml, load_experiment
+
+Progress = Callable[[str], None]
+
+
+def wait_for_nodes(grid: Grid, minimum: int, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = list(grid.get_node_ids())
+        if len(nodes) >= minimum:
+            return nodes
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(nodes)} of {minimum} nodes connected after {timeout:.0f} s "
+                               "(server.node_wait_timeout)")
+        time.sleep(0.05)
+
+
+def sub_runs(cfg: ExperimentConfig) -> list[tuple[str, ExperimentConfig]]:
+    """(name, config) per model to train: one for a plain run, several for a comparison."""
+    if not cfg.experiment.compare:
+        return [("", cfg)]
+    out = []
+    for kind in cfg.experiment.compare:
+        sub = cfg.replace(model=dataclasses.replace(cfg.model, kind=kind),
+                          experiment=dataclasses.replace(cfg.experiment, compare=()))
+        out.append((kind, sub))
+    return out
+
+
+def run_experiment(grid: Grid, cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False,
+                   min_nodes: int = 1, progress: Progress = print) -> dict:
+    """Train every sub-run of ``cfg`` into ``run_dir``; return the summary."""
+    run_dir = Path(run_dir)
+    if not resume:
+        results.write_run_files(run_dir, cfg)
+    summaries = {}
+    for name, sub_cfg in sub_runs(cfg):
+        sub_dir = run_dir / name if name else run_dir
+        sub_dir.mkdir(exist_ok=True)
+        if name and not (sub_dir / "config.resolved.toml").exists():
+            results.write_run_files(sub_dir, sub_cfg, {"parent_run": str(run_dir)})
+        summaries[name or sub_cfg.model.kind] = FederatedRun(
+            grid, sub_cfg, sub_dir, progress=progress, label=name or sub_cfg.model.kind,
+        ).run(min_nodes=min_nodes)
+    summary = write_summary(run_dir, cfg, summaries)
+    progress(summary_table(summary))
+    progress(f"Run directory: {run_dir}")
+    return summary
+
+
+class FederatedRun:
+    """One model trained for ``cfg.experiment.rounds`` rounds into one run directory."""
+
+    def __init__(self, grid: Grid, cfg: ExperimentConfig, run_dir: Path, *, progress: Progress,
+                 label: str):
+        self.grid, self.cfg, self.run_dir, self.progress, self.label = grid, cfg, run_dir, progress, label
+        self.log = results.MetricsLog(run_dir / "metrics.jsonl")
+
+    def run(self, min_nodes: int) -> dict:
+        import tensorflow as tf
+
+        from fl_sim.data import load_corpus
+        from fl_sim.evaluation import Evaluator
+        from fl_sim.models import build_model
+        from strategies import make_strategy
+
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        corpus = load_corpus(cfg.data, cfg.experiment.seed)
+        model = build_model(cfg.model, corpus.vocab.size, corpus.seq_len, seed=cfg.experiment.seed)
+        evaluator = Evaluator(model)
+        eval_seqs = corpus.eval_sequences(cfg.server.eval_max_sequences)
+        baseline = corpus.most_frequent_baseline(cfg.server.eval_max_sequences)
+        strategy = make_strategy(cfg.server.strategy, cfg, corpus.train_client_ids, dumps_toml(cfg))
+        weights = [v.numpy() for v in model.trainable_variables]
+        n_params = int(sum(w.size for w in weights))
+
+        start = 1
+        ckpt = checkpoint.load_latest(self.run_dir)
+        if ckpt is not None:
+            weights = ckpt["weights"]
+            strategy.load_state(ckpt["optimizer_state"])
+            start = ckpt["round"] + 1
+            self.log.keep_rounds_upto(ckpt["round"])
+            self.progress(f"[{self.label}] resuming after round {ckpt['round']} from {self.run_dir}")
+        else:
+            self.log.keep_rounds_upto(0)
+        rounds = cfg.experiment.rounds
+        if start == 1:
+            self.progress(
+                f"[{self.label}] {corpus.describe().get('source', cfg.data.source)}: "
+                f"{len(corpus.train_client_ids)} training clients, {len(corpus.eval_client_ids)} "
+                f"held-out clients, vocab {corpus.vocab.size}; model {cfg.model.kind} "
+                f"({n_params:,} parameters); {rounds} rounds x {cfg.server.clients_per_round} clients")
+        writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
+
+        def set_weights(ws):
+            for v, w in zip(model.trainable_variables, ws):
+                v.assign(w)
+
+        nodes = wait_for_nodes(self.grid, min_nodes, cfg.server.node_wait_timeout)
+        logging.getLogger("flwr").debug("nodes: %s", nodes)
+        last_eval = None
+        for rnd in range(start, rounds + 1):
+            t_round = time.perf_counter()
+            arrays = ArrayRecord(weights)
+            messages = strategy.configure_train(rnd, arrays, ConfigRecord(), self.grid)
+            replies = self.grid.send_and_receive(messages, timeout=cfg.server.round_timeout)
+            new_arrays, agg = strategy.aggregate_train(rnd, replies)
+            row = {"type": "round", "round": rnd, "model": cfg.model.kind, **dict(agg)}
+            if new_arrays is not None:
+                weights = new_arrays.to_numpy_ndarrays()
+            else:
+                row["skip_reason"] = (f"{row['clients_completed']} clients completed, fewer than "
+                                      f"server.min_clients = {cfg.server.min_clients}")
+            do_eval = rnd == rounds or (cfg.server.eval_every and rnd % cfg.server.eval_every == 0)
+            if do_eval:
+                set_weights(weights)
+                ev = evaluator.evaluate(eval_seqs)
+                last_eval = ev
+                row.update({f"eval_{k}": v for k, v in ev.items()})
+            row["round_time_s"] = round(time.perf_counter() - t_round, 4)
+            self.log.append(row)
+            checkpoint.save(self.run_dir, rnd, weights, strategy.state(), {"model": cfg.model.kind})
+            with writer.as_default(step=rnd):
+                for k, v in row.items():
+                    if isinstance(v, (int, float)) and k not in ("round", "type"):
+                        tf.summary.scalar(k, v)
+            writer.flush()
+            self.progress(self._progress_line(row, rounds))
+
+        if last_eval is None:  # resumed after the last round: evaluate the final model once
+            set_weights(weights)
+            last_eval = evaluator.evaluate(eval_seqs)
+        final = {"type": "final", "model": cfg.model.kind, "rounds": rounds,
+                 "parameters": n_params, "baseline_accuracy": baseline["accuracy"],
+                 "baseline_accuracy_no_oov_eos": baseline["accuracy_no_oov_eos"],
+                 "baseline_word": baseline.get("word"),
+                 **{f"eval_{k}": v for k, v in last_eval.items()},
+                 "wall_time_s": round(time.perf_counter() - t0, 2)}
+        self.log.append(final)
+        np.savez(self.run_dir / "final_weights.npz", *weights)
+        from fl_sim.plots import learning_curves
+
+        learning_curves({cfg.model.kind: self.log.rows()}, self.run_dir / "plots" / "learning_curves.png",
+                        title=f"{cfg.experiment.name}: {cfg.model.kind}", baseline=baseline["accuracy"])
+        return final
+
+    def _progress_line(self, row: dict, rounds: int) -> str:
+        parts = [f"[{self.label}] round {row['round']:>3}/{rounds}",
+                 f"clients {row['clients_completed']}/{row['clients_sampled']}"]
+        if row.get("clients_failed") or row.get("clients_rejected"):
+            parts.append(f"failed {row['clients_failed']} rejected {row['clients_rejected']}")
+        if row.get("skipped"):
+            parts.append("SKIPPED")
+        if "train_loss" in row:
+            parts.append(f"train_loss {row['train_loss']:.3f}")
+        if "eval_accuracy" in row:
+            parts.append(f"eval acc {row['eval_accuracy']:.4f} ppl {row['eval_perplexity']:.1f}")
+        parts.append(f"{row['round_time_s']:.1f}s")
+        return "  ".join(parts)
+
+
+def write_summary(run_dir: Path, cfg: ExperimentConfig, finals: dict[str, dict]) -> dict:
+    from fl_sim.plots import learning_curves
+
+    summary = {"experiment": cfg.experiment.name, "seed": cfg.experiment.seed,
+               "run_dir": str(run_dir), "models": finals}
+    results.atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if len(finals) > 1:
+        runs = {name: results.MetricsLog(run_dir / name / "metrics.jsonl").rows() for name in finals}
+        base = next(iter(finals.values()))["baseline_accuracy"]
+        learning_curves(runs, run_dir / "plots" / "learning_curves.png",
+                        title=f"{cfg.experiment.name}: " + " vs ".join(finals), baseline=base)
+    results.atomic_write_text(run_dir / "summary.md", summary_table(summary) + "\n")
+    return summary
+
+
+def summary_table(summary: dict) -> str:
+    lines = ["| model | rounds | params | accuracy | acc. no OOV/EOS | perplexity | eval loss | most-frequent-word acc. | wall time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, f in summary["models"].items():
+        lines.append(
+            f"| {name} | {f['rounds']} | {f['parameters']:,} | {f['eval_accuracy']:.4f} | "
+            f"{f['eval_accuracy_no_oov_eos']:.4f} | {f['eval_perplexity']:.1f} | {f['eval_loss']:.3f} | "
+            f"{f['baseline_accuracy']:.4f} | {f['wall_time_s']:.0f} s |")
+    return "\n".join(lines)
+
+
+# --- `flwr run .` entry point --------------------------------------------------------------
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Run the experiment named in the run config ([tool.flwr.app.config] in pyproject.toml)."""
+    rc = context.run_config
+    path = Path(str(rc.get("experiment", "experiments/demo.toml")))
+    if not path.is_absolute() and not path.exists():
+        path = Path(__file__).resolve().parent.parent / path
+    overrides = [s for s in str(rc.get("overrides", "")).split(";") if s.strip()]
+    if int(rc.get("num-server-rounds", 0) or 0):
+        overrides.append(f"experiment.rounds={int(rc['num-server-rounds'])}")
+    cfg = load_experiment(path, overrides)
+    run_dir = results.new_run_dir(cfg, str(rc.get("output-dir", "")) or None)
+    run_experiment(grid, cfg, run_dir)
+
+
+def make_server_app(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, min_nodes: int,
+                    progress: Progress = print) -> ServerApp:
+    """A ServerApp bound to a config and run directory (used by ``fl-sim run``)."""
+    server = ServerApp()
+
+    @server.main()
+    def _main(grid: Grid, context: Context) -> None:
+        run_experiment(grid, cfg, run_dir, resume=resume, min_nodes=min_nodes, progress=progress)
+
+    return server

@@ -1,0 +1,49 @@
+"""Run an experiment in Flower's Simulation Runtime (Ray backend), in this process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+from fl_sim.config import ExperimentConfig
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Keep the console for fl_sim's progress lines unless --verbose is given."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if not verbose:
+        # Flower warns on every run that run_simulation is deprecated in favour of `flwr run`;
+        # fl-sim keeps the in-process runtime on purpose (see docs), so only errors show.
+        logging.getLogger("flwr").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def num_supernodes(cfg: ExperimentConfig) -> int:
+    return cfg.simulation.num_supernodes or cfg.server.clients_per_round
+
+
+def simulate(cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, verbose: bool = False,
+             progress=print) -> None:
+    """Train ``cfg`` into ``run_dir`` with ``simulation.num_workers`` Ray worker processes."""
+    from flwr.simulation import run_simulation
+
+    quiet_libraries(verbose)  # after importing flwr, which resets its logger's level
+
+    from clients.app import app as client_app
+    from fl_sim.server_app import make_server_app
+
+    nodes = num_supernodes(cfg)
+    server_app = make_server_app(cfg, run_dir, resume=resume, min_nodes=nodes, progress=progress)
+    backend_config = {
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {"num_cpus": cfg.simulation.num_workers, "include_dashboard": False,
+                      "logging_level": logging.INFO if verbose else logging.ERROR,
+                      "log_to_driver": verbose},
+    }
+    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=nodes,
+                   backend_name=cfg.simulation.backend, backend_config=backend_config,
+                   verbose_logging=verbose)
