@@ -103,6 +103,37 @@ class SimulationConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """User-level DP-FedAvg (McMahan et al. 2018; Andrew et al. 2021)."""
+
+    enabled: bool = _f(False)
+    noise_multiplier: float = _f(1.0, lo=0.0, doc="z: noise std = z * clip_norm on the sum")
+    clip_norm: float = _f(0.1, lo=0.0, lo_open=True, doc="C (the initial C when adaptive)")
+    adaptive_clipping: bool = _f(False, doc="geometric clip update toward target_quantile")
+    target_quantile: float = _f(0.5, lo=0.0, hi=1.0)
+    clip_lr: float = _f(0.2, lo=0.0, lo_open=True, doc="adaptive clipping learning rate")
+    clipped_count_stddev: float = _f(0.0, lo=0.0, doc="0 = expected cohort / 20 (Andrew et al.)")
+    sampling: str = _f("fixed", choices=("fixed", "poisson"),
+                       doc="fixed-size without replacement, or Poisson with q = cohort / population")
+    delta: float = _f(0.0, lo=0.0, hi=1.0, lo_open=False, doc="0 = 1 / population^1.1")
+    target_epsilon: float = _f(0.0, lo=0.0, doc="> 0: calibrate noise_multiplier to reach it at the last round")
+    max_epsilon: float = _f(0.0, lo=0.0, doc="> 0: stop before the round that would exceed it")
+    accountant: str = _f("rdp", choices=("rdp", "pld"), doc="accountant used for budget and calibration")
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """Federated magnitude pruning of the global model (Zhu & Gupta 2017 schedule)."""
+
+    enabled: bool = _f(False)
+    target_sparsity: float = _f(0.8, lo=0.0, hi=0.99)
+    begin_round: int = _f(1, lo=1)
+    end_round: int = _f(0, lo=0, doc="0 = three quarters of experiment.rounds")
+    frequency: int = _f(1, lo=1, doc="re-prune every k rounds within [begin_round, end_round]")
+    power: float = _f(3.0, lo=1.0, doc="polynomial schedule exponent")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     experiment: ExperimentSection = field(default_factory=ExperimentSection)
     data: DataConfig = field(default_factory=DataConfig)
@@ -110,13 +141,15 @@ class ExperimentConfig:
     client: ClientConfig = field(default_factory=ClientConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
     source: str = field(default="<defaults>", compare=False)
 
     def replace(self, **sections: Any) -> "ExperimentConfig":
         return dataclasses.replace(self, **sections)
 
 
-SECTIONS = ("experiment", "data", "model", "client", "server", "simulation")
+SECTIONS = ("experiment", "data", "model", "client", "server", "simulation", "privacy", "pruning")
 
 
 # --------------------------------------------------------------------------- validation
