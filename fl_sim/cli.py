@@ -19,6 +19,7 @@ EPILOG = """examples:
   fl-sim run experiments/cifg.toml --set client.lr=0.3 --rounds 5 --out /tmp/results
   fl-sim run experiments/demo.toml --set data.source=jsonl --set data.path=my.jsonl
   fl-sim run --resume results/demo/20261123-101500-s0
+  fl-sim sweep experiments/sweeps/dp_frontier.toml
 """
 
 
@@ -45,6 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="continue a stopped run from its last checkpoint (same config and seed)")
     run.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
+
+    sweep = sub.add_parser(
+        "sweep", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="run a utility-privacy sweep (a grid of full runs) and plot its frontier",
+        description="Run every point of a sweep file (noise multipliers or target epsilons, per "
+                    "model, plus a non-private reference) as its own run, then write "
+                    "sweep_results.csv/.jsonl/.md and frontier.png (accuracy and perplexity vs "
+                    "epsilon). Resumable point by point.",
+        epilog="examples:\n  fl-sim sweep experiments/sweeps/dp_frontier.toml\n"
+               "  fl-sim sweep --resume results/dp_frontier/20261123-101500\n")
+    sweep.add_argument("sweep_file", nargs="?", help="sweep TOML file")
+    sweep.add_argument("--out", help="root folder (default: the base experiment's output_dir)")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
+    sweep.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
     return parser
 
 
@@ -59,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "run":
         return cmd_run(args, parser)
+    if args.command == "sweep":
+        return cmd_sweep(args)
     return 2
 
 
@@ -106,6 +123,49 @@ def cmd_run(args, parser) -> int:
         return 130
     except Exception as exc:  # the run's own failure: say where its files are
         print(f"fl-sim: run failed: {exc}\nPartial results (resumable): {run_dir}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    import json
+    from datetime import datetime, timezone
+
+    from fl_sim.sweep import load_sweep, run_sweep
+
+    try:
+        if args.resume:
+            if args.sweep_file or args.out:
+                return _usage_error("--resume takes only SWEEP_DIR")
+            sweep_dir = Path(args.resume)
+            meta = sweep_dir / "sweep.json"
+            if not meta.is_file():
+                return _usage_error(f"{sweep_dir}: not a sweep directory (no sweep.json)")
+            sweep = load_sweep(json.loads(meta.read_text())["source"])
+        else:
+            if not args.sweep_file:
+                return _usage_error("sweep needs a SWEEP_FILE or --resume SWEEP_DIR")
+            sweep = load_sweep(args.sweep_file)
+            base = sweep.point_config(sweep.points[0])
+            _check_data_early(base)
+            root = Path(args.out or base.experiment.output_dir) / sweep.name
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            sweep_dir = root / stamp
+            if sweep_dir.exists():
+                return _usage_error(f"{sweep_dir} already exists; wait a second or use --out")
+    except ConfigError as exc:
+        return _usage_error(str(exc))
+    except _DataProblem as exc:
+        return _usage_error(str(exc))
+    print(f"fl-sim: sweep {sweep.name}: {len(sweep.points)} points -> {sweep_dir}", flush=True)
+    try:
+        run_sweep(sweep, sweep_dir, verbose=args.verbose, progress=lambda s: print(s, flush=True))
+    except KeyboardInterrupt:
+        print(f"\nfl-sim: interrupted; continue with: fl-sim sweep --resume {sweep_dir}", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f"fl-sim: sweep failed: {exc}\nContinue with: fl-sim sweep --resume {sweep_dir}",
+              file=sys.stderr)
         return 1
     return 0
 

@@ -18,17 +18,7 @@ from flwr.serverapp.strategy import Strategy
 from fl_sim import protocol
 from fl_sim.config import ExperimentConfig
 from fl_sim.fedavg import make_server_optimizer, weighted_mean
-from fl_sim.seeding import rng
-
-
-def sample_cohort(client_ids: list[str], size: int, seed: int, server_round: int) -> list[str]:
-    """Fixed-size sampling without replacement, from a generator keyed by (seed, round).
-
-    Stateless: a resumed run samples exactly what an uninterrupted one would.
-    """
-    size = min(size, len(client_ids))
-    idx = rng(seed, "cohort", server_round).choice(len(client_ids), size=size, replace=False)
-    return [client_ids[i] for i in sorted(idx)]
+from fl_sim.sampling import sample_clients
 
 
 def split_over_nodes(cohort: list[str], node_ids: list[int]) -> dict[int, list[str]]:
@@ -49,13 +39,22 @@ class FedAvgDelta(Strategy):
         self.optimizer = make_server_optimizer(cfg.server)
         self.current: list[np.ndarray] | None = None
         self.last_cohort: list[str] = []
+        self.sampling = "fixed"
+        # The step that turns accepted client updates into one update; the DP wrapper
+        # replaces it with clip -> sum -> noise -> fixed denominator.
+        self.aggregator = self.weighted_average
+
+    def weighted_average(self, server_round: int, accepted: list[tuple[str, list, dict]]
+                         ) -> tuple[list[np.ndarray], dict]:
+        weights = [m["num_examples"] if self.cfg.server.weighted else 1.0 for _, _, m in accepted]
+        return weighted_mean([d for _, d, _ in accepted], weights), {}
 
     # -- Flower Strategy interface -------------------------------------------------------
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         self.current = arrays.to_numpy_ndarrays()
-        cohort = sample_cohort(self.client_ids, self.cfg.server.clients_per_round,
-                               self.cfg.experiment.seed, server_round)
+        cohort = sample_clients(self.client_ids, self.cfg.server.clients_per_round,
+                                self.cfg.experiment.seed, server_round, self.sampling)
         self.last_cohort = cohort
         plan = split_over_nodes(cohort, list(grid.get_node_ids()))
         return [protocol.train_message(node, arrays, server_round, cids, self.experiment_toml)
@@ -98,18 +97,25 @@ class FedAvgDelta(Strategy):
         metrics = {"clients_sampled": sampled, "clients_completed": len(accepted),
                    "clients_failed": max(0, sampled - len(accepted) - rejected),
                    "clients_rejected": rejected}
-        if not accepted or len(accepted) < self.cfg.server.min_clients:
+        if not self.must_release_every_round and (
+                not accepted or len(accepted) < self.cfg.server.min_clients):
             metrics["skipped"] = 1
             return None, metrics
-        weights = [m["num_examples"] if self.cfg.server.weighted else 1.0 for _, _, m in accepted]
-        mean_delta = weighted_mean([d for _, d, _ in accepted], weights)
+        mean_delta, report = self.aggregator(server_round, accepted)
+        metrics.update(report)
         new = self.optimizer.step(self.current, mean_delta)
         n = float(sum(m["num_examples"] for _, _, m in accepted))
-        metrics["train_loss"] = float(sum(m["train_loss"] * m["num_examples"]
-                                          for _, _, m in accepted) / n)
+        if n:
+            metrics["train_loss"] = float(sum(m["train_loss"] * m["num_examples"]
+                                              for _, _, m in accepted) / n)
         metrics["train_examples"] = int(n)
         metrics["skipped"] = 0
         return new, metrics
+
+    @property
+    def must_release_every_round(self) -> bool:
+        """Under DP a round's noisy update is released even with few (or no) clients."""
+        return False
 
     def configure_evaluate(self, server_round, arrays, config, grid) -> Iterable[Message]:
         return []  # evaluation is centralized, on held-out clients (see server_app)

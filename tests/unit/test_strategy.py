@@ -3,17 +3,26 @@
 import numpy as np
 
 from fl_sim.config import from_dict
-from strategies.fedavg import FedAvgDelta, sample_cohort, split_over_nodes
+from fl_sim.sampling import sample_clients
+from strategies.fedavg import FedAvgDelta, split_over_nodes
 
 
 def test_sampling_is_seeded_stateless_and_without_replacement():
     ids = [f"c{i}" for i in range(100)]
-    a = sample_cohort(ids, 10, seed=3, server_round=7)
-    assert a == sample_cohort(ids, 10, seed=3, server_round=7)
-    assert a != sample_cohort(ids, 10, seed=3, server_round=8)
-    assert a != sample_cohort(ids, 10, seed=4, server_round=7)
+    a = sample_clients(ids, 10, seed=3, server_round=7)
+    assert a == sample_clients(ids, 10, seed=3, server_round=7)
+    assert a != sample_clients(ids, 10, seed=3, server_round=8)
+    assert a != sample_clients(ids, 10, seed=4, server_round=7)
     assert len(set(a)) == 10 and set(a) <= set(ids)
-    assert sample_cohort(ids[:3], 10, seed=0, server_round=1) == ids[:3]
+    assert sample_clients(ids[:3], 10, seed=0, server_round=1) == ids[:3]
+
+
+def test_poisson_sampling_rate_and_determinism():
+    ids = [f"c{i}" for i in range(1000)]
+    sizes = [len(sample_clients(ids, 50, seed=1, server_round=r, scheme="poisson")) for r in range(200)]
+    assert abs(sum(sizes) / len(sizes) - 50) < 2.5  # q = 0.05, std of the mean ~0.5
+    assert len(set(sizes)) > 5
+    assert sample_clients(ids, 50, 1, 3, "poisson") == sample_clients(ids, 50, 1, 3, "poisson")
 
 
 def test_split_over_nodes_round_robin():
