@@ -10,6 +10,16 @@ from pathlib import Path
 from fl_sim.config import ExperimentConfig
 
 
+def pin_ray_to_loopback() -> None:
+    """Make Ray bind and talk on 127.0.0.1 only.
+
+    On Linux Ray resolves even an explicit 127.0.0.1 to the host's interface address (it
+    assumes a cluster). With this switch off, a single-machine Ray uses loopback. It must be
+    set before Ray is first imported; worker processes inherit it.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 def quiet_libraries(verbose: bool = False) -> None:
     """Keep the console for fl_sim's progress lines unless --verbose is given."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,6 +39,7 @@ def num_supernodes(cfg: ExperimentConfig) -> int:
 def simulate(cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, verbose: bool = False,
              progress=print) -> None:
     """Train ``cfg`` into ``run_dir`` with ``simulation.num_workers`` Ray worker processes."""
+    pin_ray_to_loopback()
     from flwr.simulation import run_simulation
 
     quiet_libraries(verbose)  # after importing flwr, which resets its logger's level
