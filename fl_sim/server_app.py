@@ -105,6 +105,7 @@ class FederatedRun:
         if ckpt is not None:
             weights = ckpt["weights"]
             strategy.load_state(ckpt["optimizer_state"])
+            strategy.load_extra_state(ckpt["extra"].get("strategy", {}))
             start = ckpt["round"] + 1
             self.log.keep_rounds_upto(ckpt["round"])
             self.progress(f"[{self.label}] resuming after round {ckpt['round']} from {self.run_dir}")
@@ -126,7 +127,12 @@ class FederatedRun:
         nodes = wait_for_nodes(self.grid, min_nodes, cfg.server.node_wait_timeout)
         logging.getLogger("flwr").debug("nodes: %s", nodes)
         last_eval = None
+        stop_reason = None
         for rnd in range(start, rounds + 1):
+            stop_reason = strategy.before_round(rnd)
+            if stop_reason:
+                self.progress(f"[{self.label}] stopping before round {rnd}: {stop_reason}")
+                break
             t_round = time.perf_counter()
             arrays = ArrayRecord(weights)
             messages = strategy.configure_train(rnd, arrays, ConfigRecord(), self.grid)
@@ -134,10 +140,11 @@ class FederatedRun:
             new_arrays, agg = strategy.aggregate_train(rnd, replies)
             row = {"type": "round", "round": rnd, "model": cfg.model.kind, **dict(agg)}
             if new_arrays is not None:
-                weights = new_arrays.to_numpy_ndarrays()
+                weights = strategy.after_round(rnd, new_arrays.to_numpy_ndarrays())
             else:
                 row["skip_reason"] = (f"{row['clients_completed']} clients completed, fewer than "
                                       f"server.min_clients = {cfg.server.min_clients}")
+            row.update(strategy.round_metrics(rnd))
             do_eval = rnd == rounds or (cfg.server.eval_every and rnd % cfg.server.eval_every == 0)
             if do_eval:
                 set_weights(weights)
@@ -146,7 +153,8 @@ class FederatedRun:
                 row.update({f"eval_{k}": v for k, v in ev.items()})
             row["round_time_s"] = round(time.perf_counter() - t_round, 4)
             self.log.append(row)
-            checkpoint.save(self.run_dir, rnd, weights, strategy.state(), {"model": cfg.model.kind})
+            checkpoint.save(self.run_dir, rnd, weights, strategy.state(),
+                            {"model": cfg.model.kind, "strategy": strategy.extra_state()})
             with writer.as_default(step=rnd):
                 for k, v in row.items():
                     if isinstance(v, (int, float)) and k not in ("round", "type"):
@@ -154,7 +162,7 @@ class FederatedRun:
             writer.flush()
             self.progress(self._progress_line(row, rounds))
 
-        if last_eval is None:  # resumed after the last round: evaluate the final model once
+        if last_eval is None or stop_reason:  # resumed after the end, or stopped early
             set_weights(weights)
             last_eval = evaluator.evaluate(eval_seqs)
         final = {"type": "final", "model": cfg.model.kind, "rounds": rounds,
@@ -162,6 +170,9 @@ class FederatedRun:
                  "baseline_accuracy_no_oov_eos": baseline["accuracy_no_oov_eos"],
                  "baseline_word": baseline.get("word"),
                  **{f"eval_{k}": v for k, v in last_eval.items()},
+                 "rounds_completed": int(self.log.rows()[-1]["round"]) if self.log.rows() else 0,
+                 "stopped_reason": stop_reason,
+                 **strategy.final_report(),
                  "wall_time_s": round(time.perf_counter() - t0, 2)}
         self.log.append(final)
         np.savez(self.run_dir / "final_weights.npz", *weights)

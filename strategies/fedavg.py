@@ -141,8 +141,33 @@ class FedAvgDelta(Strategy):
             return "no training examples"
         return None
 
+    # -- hooks the server loop calls (wrappers such as DP-FedAvg extend them) -------------
+    def before_round(self, server_round: int) -> str | None:
+        """A reason to stop before this round (e.g. a privacy budget), or None to go on."""
+        return None
+
+    def after_round(self, server_round: int, weights: list[np.ndarray]) -> list[np.ndarray]:
+        """Post-process the new global weights (e.g. pruning masks)."""
+        return weights
+
+    def round_metrics(self, server_round: int) -> dict:
+        """Extra per-round metrics for metrics.jsonl (e.g. epsilon so far)."""
+        return {}
+
+    def final_report(self) -> dict:
+        """Extra fields for the run's final row and summary (e.g. a privacy statement)."""
+        return {}
+
     def state(self) -> dict[str, np.ndarray]:
+        """Arrays to checkpoint (server optimizer state)."""
         return self.optimizer.state()
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.optimizer.load_state(state)
+
+    def extra_state(self) -> dict:
+        """JSON-serialisable state to checkpoint (e.g. the privacy ledger)."""
+        return {}
+
+    def load_extra_state(self, extra: dict) -> None:
+        pass
