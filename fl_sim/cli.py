@@ -179,9 +179,18 @@ def _check_data_early(cfg) -> None:
     from fl_sim.data import DataError, load_corpus
 
     try:
-        load_corpus(cfg.data, cfg.experiment.seed)
+        corpus = load_corpus(cfg.data, cfg.experiment.seed)
     except DataError as exc:
         raise _DataProblem(str(exc)) from None
+    if cfg.privacy.enabled:
+        # DP settings that cannot work (cohort > population, adaptive clipping with too
+        # little count noise, an accountant that cannot handle the sampling) fail here.
+        from strategies.registry import make_strategy
+
+        try:
+            make_strategy(cfg.server.strategy, cfg, corpus.train_client_ids, "")
+        except ValueError as exc:
+            raise _DataProblem(f"{cfg.source}: [privacy]: {exc}") from None
 
 
 if __name__ == "__main__":

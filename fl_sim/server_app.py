@@ -175,6 +175,9 @@ class FederatedRun:
                  **strategy.final_report(),
                  "wall_time_s": round(time.perf_counter() - t0, 2)}
         self.log.append(final)
+        if final.get("privacy_statement"):
+            results.atomic_write_text(self.run_dir / "privacy_statement.md",
+                                      "# Privacy statement\n\n" + final["privacy_statement"] + "\n")
         np.savez(self.run_dir / "final_weights.npz", *weights)
         from fl_sim.plots import learning_curves
 
@@ -208,18 +211,34 @@ def write_summary(run_dir: Path, cfg: ExperimentConfig, finals: dict[str, dict])
         base = next(iter(finals.values()))["baseline_accuracy"]
         learning_curves(runs, run_dir / "plots" / "learning_curves.png",
                         title=f"{cfg.experiment.name}: " + " vs ".join(finals), baseline=base)
-    results.atomic_write_text(run_dir / "summary.md", summary_table(summary) + "\n")
+    text = summary_table(summary) + "\n"
+    for name, f in finals.items():
+        if f.get("privacy_statement"):
+            text += f"\n## Privacy: {name}\n\n{f['privacy_statement']}\n"
+        if f.get("stopped_reason"):
+            text += f"\n{name} stopped early: {f['stopped_reason']}\n"
+    results.atomic_write_text(run_dir / "summary.md", text)
     return summary
 
 
 def summary_table(summary: dict) -> str:
-    lines = ["| model | rounds | params | accuracy | acc. no OOV/EOS | perplexity | eval loss | most-frequent-word acc. | wall time |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    private = any("epsilon_rdp" in f for f in summary["models"].values())
+    head = "| model | rounds | params | accuracy | acc. no OOV/EOS | perplexity | eval loss | most-frequent-word acc. |"
+    if private:
+        head += " z | epsilon (RDP) | epsilon (PLD) | delta |"
+    lines = [head + " wall time |", "|---" * (head.count("|")) + "|"]
     for name, f in summary["models"].items():
-        lines.append(
-            f"| {name} | {f['rounds']} | {f['parameters']:,} | {f['eval_accuracy']:.4f} | "
-            f"{f['eval_accuracy_no_oov_eos']:.4f} | {f['eval_perplexity']:.1f} | {f['eval_loss']:.3f} | "
-            f"{f['baseline_accuracy']:.4f} | {f['wall_time_s']:.0f} s |")
+        done = f.get("rounds_completed", f["rounds"])
+        rounds = f"{done}" if done == f["rounds"] else f"{done} of {f['rounds']}"
+        line = (f"| {name} | {rounds} | {f['parameters']:,} | {f['eval_accuracy']:.4f} | "
+                f"{f['eval_accuracy_no_oov_eos']:.4f} | {f['eval_perplexity']:.1f} | {f['eval_loss']:.3f} | "
+                f"{f['baseline_accuracy']:.4f} |")
+        if private:
+            def g(v, fmt=".4g"):
+                return "-" if v is None else format(v, fmt)
+            line += (f" {g(f.get('noise_multiplier'))} | {g(f.get('epsilon_rdp'))} | "
+                     f"{g(f.get('epsilon_pld'))} | {g(f.get('delta'), '.2g')} |")
+        lines.append(line + f" {f['wall_time_s']:.0f} s |")
     return "\n".join(lines)
 
 

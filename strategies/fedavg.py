@@ -40,6 +40,9 @@ class FedAvgDelta(Strategy):
         self.current: list[np.ndarray] | None = None
         self.last_cohort: list[str] = []
         self.sampling = "fixed"
+        # Under DP a round's noisy update is released even with few (or no) clients:
+        # skipping it would depend on who participated.
+        self.release_every_round = False
         # The step that turns accepted client updates into one update; the DP wrapper
         # replaces it with clip -> sum -> noise -> fixed denominator.
         self.aggregator = self.weighted_average
@@ -97,7 +100,7 @@ class FedAvgDelta(Strategy):
         metrics = {"clients_sampled": sampled, "clients_completed": len(accepted),
                    "clients_failed": max(0, sampled - len(accepted) - rejected),
                    "clients_rejected": rejected}
-        if not self.must_release_every_round and (
+        if not self.release_every_round and (
                 not accepted or len(accepted) < self.cfg.server.min_clients):
             metrics["skipped"] = 1
             return None, metrics
@@ -111,11 +114,6 @@ class FedAvgDelta(Strategy):
         metrics["train_examples"] = int(n)
         metrics["skipped"] = 0
         return new, metrics
-
-    @property
-    def must_release_every_round(self) -> bool:
-        """Under DP a round's noisy update is released even with few (or no) clients."""
-        return False
 
     def configure_evaluate(self, server_round, arrays, config, grid) -> Iterable[Message]:
         return []  # evaluation is centralized, on held-out clients (see server_app)

@@ -1,4 +1,4 @@
-"""Config name -> strategy factory. New strategies register here, nowhere else."""
+"""Config -> strategy. New strategies register here; wrappers (DP) compose on top."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ STRATEGIES = {"fedavg": FedAvgDelta}
 
 
 def make_strategy(name: str, cfg, client_ids, experiment_toml):
+    """The configured strategy, wrapped in DP-FedAvg when ``privacy.enabled``."""
     try:
         factory = STRATEGIES[name]
     except KeyError:
         raise ValueError(f"unknown strategy {name!r}; expected one of {sorted(STRATEGIES)}") from None
-    return factory(cfg, client_ids, experiment_toml)
+    strategy = factory(cfg, client_ids, experiment_toml)
+    if cfg.privacy.enabled:
+        from strategies.dp_fedavg import DPFedAvg
+
+        strategy = DPFedAvg(strategy, cfg, population=len(client_ids))
+    return strategy
