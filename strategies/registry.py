@@ -1,4 +1,4 @@
-"""Config -> strategy. New strategies register here; wrappers (DP) compose on top."""
+"""Config -> strategy. New strategies register here; wrappers (DP, pruning) compose on top."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ STRATEGIES = {"fedavg": FedAvgDelta}
 
 
 def make_strategy(name: str, cfg, client_ids, experiment_toml):
-    """The configured strategy, wrapped in DP-FedAvg when ``privacy.enabled``."""
+    """The configured strategy, wrapped in DP-FedAvg when ``privacy.enabled`` and in
+    federated pruning when ``pruning.enabled`` (outermost: it masks the weights DP released)."""
     try:
         factory = STRATEGIES[name]
     except KeyError:
@@ -18,4 +19,8 @@ def make_strategy(name: str, cfg, client_ids, experiment_toml):
         from strategies.dp_fedavg import DPFedAvg
 
         strategy = DPFedAvg(strategy, cfg, population=len(client_ids))
+    if cfg.pruning.enabled:
+        from strategies.pruning import FederatedPruning
+
+        strategy = FederatedPruning(strategy, cfg)
     return strategy
