@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from flwr.app import Context, Message
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fl_sim import protocol
@@ -59,14 +59,46 @@ def worker_state(experiment_toml: str) -> tuple[ExperimentConfig, object, object
 app = ClientApp()
 
 
+def node_partition(context: Context) -> tuple[int, int] | None:
+    """(partition id, number of partitions) from the SuperNode's node config, if set."""
+    nc = context.node_config
+    if "partition-id" not in nc or "num-partitions" not in nc:
+        return None
+    return int(nc["partition-id"]), int(nc["num-partitions"])
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """Tell the server which partition of the clients this node owns (deployment only)."""
+    part = node_partition(context)
+    info = {} if part is None else {"partition-id": part[0], "num-partitions": part[1]}
+    return Message(RecordDict({"partition": ConfigRecord(info)}), reply_to=msg)
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     config = msg.content[protocol.CONFIG]
     cfg, corpus, trainer = worker_state(str(config["experiment"]))
     server_round = int(config["server-round"])
+    if "num-partitions" in config:  # a partitioned deployment: train only clients we own
+        check_ownership(list(config["client-ids"]), corpus.train_client_ids, context)
     global_weights = msg.content[protocol.ARRAYS].to_numpy_ndarrays()
     results = []
     for cid in config["client-ids"]:
         delta, metrics = trainer.train(global_weights, corpus.client_train(cid), server_round, cid)
         results.append((cid, delta, metrics))
     return protocol.train_reply(msg, results)
+
+
+def check_ownership(client_ids: list[str], all_clients: list[str], context: Context) -> None:
+    from strategies.fedavg import partition_clients
+
+    part = node_partition(context)
+    if part is None:
+        raise ValueError("the server assigns clients by partition but this SuperNode has no "
+                         "partition-id / num-partitions in its --node-config")
+    owner = partition_clients(all_clients, part[1])
+    foreign = [cid for cid in client_ids if owner.get(cid) != part[0]]
+    if foreign:
+        raise ValueError(f"clients {foreign} are not in partition {part[0]} of {part[1]} "
+                         "owned by this SuperNode")

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", help="root folder (default: the base experiment's output_dir)")
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
     sweep.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
+
+    from fl_sim.cluster import add_parser as add_cluster_parser
+
+    add_cluster_parser(sub)
     return parser
 
 
@@ -76,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args, parser)
     if args.command == "sweep":
         return cmd_sweep(args)
+    if args.command == "cluster":
+        from fl_sim.cluster import cmd_cluster
+
+        return cmd_cluster(args)
     return 2
 
 

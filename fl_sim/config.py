@@ -93,6 +93,9 @@ class ServerConfig:
     eval_max_sequences: int = _f(2000, lo=0, doc="cap on evaluation sequences (0 = all)")
     round_timeout: float = _f(600.0, lo=0.0, lo_open=True, doc="seconds to wait for replies")
     node_wait_timeout: float = _f(120.0, lo=0.0, lo_open=True, doc="seconds to wait for nodes")
+    below_min_clients: str = _f("skip", choices=("skip", "abort"),
+                                doc="a round with fewer than min_clients completed: skip it, or abort the run")
+    max_update_bytes: int = _f(0, lo=0, doc="reject a client update larger than this (0 = no limit)")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from fl_sim import checkpoint, results
@@ -40,6 +40,42 @@ def wait_for_nodes(grid: Grid, minimum: int, timeout: float) -> list[int]:
         time.sleep(0.05)
 
 
+class PartitionError(RuntimeError):
+    """SuperNodes report missing or inconsistent partitions (their --node-config)."""
+
+
+def discover_partitions(grid: Grid, node_ids: list[int], timeout: float) -> dict[int, tuple[int, int]]:
+    """Ask each node which partition it owns: node id -> (partition-id, num-partitions).
+
+    A node that does not answer within ``timeout`` seconds is left out (it gets no
+    clients); a node that answers without a partition is an error.
+    """
+    if not node_ids:
+        return {}
+    messages = [Message(RecordDict({"partition": ConfigRecord({})}), message_type="query",
+                        dst_node_id=node) for node in node_ids]
+    out: dict[int, tuple[int, int]] = {}
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        node = reply.metadata.src_node_id
+        if reply.has_error():
+            logging.getLogger("flwr").warning("node %s did not report its partition: %s",
+                                              node, reply.error.reason)
+            continue
+        info = reply.content["partition"]
+        if "partition-id" not in info:
+            raise PartitionError(
+                f"SuperNode {node} has no partition: start it with --node-config "
+                "'partition-id=I num-partitions=N' (or run without node-partitions)")
+        pid, num = int(info["partition-id"]), int(info["num-partitions"])
+        if not 0 <= pid < num:
+            raise PartitionError(f"SuperNode {node}: partition-id {pid} not in [0, {num})")
+        out[node] = (pid, num)
+    nums = {num for _, num in out.values()}
+    if len(nums) > 1:
+        raise PartitionError(f"SuperNodes disagree on num-partitions: {sorted(nums)}")
+    return out
+
+
 def sub_runs(cfg: ExperimentConfig) -> list[tuple[str, ExperimentConfig]]:
     """(name, config) per model to train: one for a plain run, several for a comparison."""
     if not cfg.experiment.compare:
@@ -53,7 +89,8 @@ def sub_runs(cfg: ExperimentConfig) -> list[tuple[str, ExperimentConfig]]:
 
 
 def run_experiment(grid: Grid, cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False,
-                   min_nodes: int = 1, progress: Progress = print) -> dict:
+                   min_nodes: int = 1, progress: Progress = print,
+                   node_partitions: bool = False) -> dict:
     """Train every sub-run of ``cfg`` into ``run_dir``; return the summary."""
     run_dir = Path(run_dir)
     if not resume:
@@ -66,6 +103,7 @@ def run_experiment(grid: Grid, cfg: ExperimentConfig, run_dir: Path, *, resume: 
             results.write_run_files(sub_dir, sub_cfg, {"parent_run": str(run_dir)})
         summaries[name or sub_cfg.model.kind] = FederatedRun(
             grid, sub_cfg, sub_dir, progress=progress, label=name or sub_cfg.model.kind,
+            node_partitions=node_partitions,
         ).run(min_nodes=min_nodes)
     summary = write_summary(run_dir, cfg, summaries)
     progress(summary_table(summary))
@@ -77,9 +115,28 @@ class FederatedRun:
     """One model trained for ``cfg.experiment.rounds`` rounds into one run directory."""
 
     def __init__(self, grid: Grid, cfg: ExperimentConfig, run_dir: Path, *, progress: Progress,
-                 label: str):
+                 label: str, node_partitions: bool = False):
         self.grid, self.cfg, self.run_dir, self.progress, self.label = grid, cfg, run_dir, progress, label
         self.log = results.MetricsLog(run_dir / "metrics.jsonl")
+        # Deployment: each SuperNode owns a slice of the clients (its node config).
+        self.node_partitions = node_partitions
+        self.partitions: dict[int, tuple[int, int]] = {}
+
+    def refresh_partitions(self, strategy) -> None:
+        """Learn the partition of every node not seen before; pass the map to the strategy."""
+        nodes = list(self.grid.get_node_ids())
+        new = [n for n in nodes if n not in self.partitions]
+        if new:
+            self.partitions.update(discover_partitions(self.grid, new, self.cfg.server.node_wait_timeout))
+        live = {n: self.partitions[n] for n in nodes if n in self.partitions}
+        nums = {num for _, num in self.partitions.values()}
+        if len(nums) > 1:
+            raise PartitionError(f"SuperNodes disagree on num-partitions: {sorted(nums)}")
+        if not nums:
+            raise PartitionError("no SuperNode reported a partition within "
+                                 f"{self.cfg.server.node_wait_timeout:.0f} s (server.node_wait_timeout)")
+        target = getattr(strategy, "inner", strategy)  # DP-FedAvg wraps FedAvgDelta
+        target.set_partitions({n: pid for n, (pid, _) in live.items()}, nums.pop())
 
     def run(self, min_nodes: int) -> dict:
         import tensorflow as tf
@@ -134,6 +191,8 @@ class FederatedRun:
                 self.progress(f"[{self.label}] stopping before round {rnd}: {stop_reason}")
                 break
             t_round = time.perf_counter()
+            if self.node_partitions:
+                self.refresh_partitions(strategy)
             arrays = ArrayRecord(weights)
             messages = strategy.configure_train(rnd, arrays, ConfigRecord(), self.grid)
             replies = self.grid.send_and_receive(messages, timeout=cfg.server.round_timeout)
@@ -144,6 +203,14 @@ class FederatedRun:
             else:
                 row["skip_reason"] = (f"{row['clients_completed']} clients completed, fewer than "
                                       f"server.min_clients = {cfg.server.min_clients}")
+                if cfg.server.below_min_clients == "abort":
+                    stop_reason = (f"aborted in round {rnd}: {row['skip_reason']} "
+                                   "(server.below_min_clients = 'abort')")
+                    row["abort_reason"] = stop_reason
+                    row["round_time_s"] = round(time.perf_counter() - t_round, 4)
+                    self.log.append(row)  # no checkpoint: a resume retries this round
+                    self.progress(f"[{self.label}] {stop_reason}")
+                    break
             row.update(strategy.round_metrics(rnd))
             do_eval = rnd == rounds or (cfg.server.eval_every and rnd % cfg.server.eval_every == 0)
             if do_eval:
@@ -257,9 +324,17 @@ def main(grid: Grid, context: Context) -> None:
     overrides = [s for s in str(rc.get("overrides", "")).split(";") if s.strip()]
     if int(rc.get("num-server-rounds", 0) or 0):
         overrides.append(f"experiment.rounds={int(rc['num-server-rounds'])}")
-    cfg = load_experiment(path, overrides)
-    run_dir = results.new_run_dir(cfg, str(rc.get("output-dir", "")) or None)
-    run_experiment(grid, cfg, run_dir)
+    partitioned = bool(rc.get("node-partitions", False))
+    resume = str(rc.get("resume", "") or "")
+    if resume:  # continue a stopped run from its last checkpoint, with its own config
+        run_dir = Path(resume)
+        cfg = load_experiment(run_dir / "config.resolved.toml")
+    else:
+        cfg = load_experiment(path, overrides)
+        run_dir = results.new_run_dir(cfg, str(rc.get("output-dir", "")) or None)
+    print(f"fl-sim: {'resuming' if resume else 'starting'} {cfg.experiment.name} -> {run_dir}",
+          flush=True)
+    run_experiment(grid, cfg, run_dir, resume=bool(resume), node_partitions=partitioned)
 
 
 def make_server_app(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, min_nodes: int,

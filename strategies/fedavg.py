@@ -21,11 +21,45 @@ from fl_sim.fedavg import make_server_optimizer, weighted_mean
 from fl_sim.sampling import sample_clients
 
 
-def split_over_nodes(cohort: list[str], node_ids: list[int]) -> dict[int, list[str]]:
+def partition_clients(client_ids: list[str], num_partitions: int) -> dict[str, int]:
+    """Client id -> partition id: contiguous, near-equal slices of ``client_ids`` in order.
+
+    ``client_ids`` is the corpus's training-client list (fixed by data config and seed), so
+    the server and every node compute the same slices.
+    """
+    n = len(client_ids)
+    return {cid: (i * num_partitions) // n for i, cid in enumerate(client_ids)}
+
+
+def split_over_nodes(cohort: list[str], node_ids: list[int],
+                     node_partitions: dict[int, int] | None = None,
+                     client_partitions: dict[str, int] | None = None) -> dict[int, list[str]]:
+    """Node id -> the cohort clients it trains this round.
+
+    Without partitions (simulation) any node trains any client: round-robin over the
+    sorted node ids. With ``node_partitions`` (node id -> partition id, a deployment
+    where each SuperNode owns a slice of the clients) each client goes only to a node
+    of its own partition (round-robin if several nodes share one); clients whose
+    partition has no live node are left out and count as failed.
+    """
     nodes = sorted(node_ids)
     plan: dict[int, list[str]] = {}
-    for i, cid in enumerate(cohort):
-        plan.setdefault(nodes[i % len(nodes)], []).append(cid)
+    if node_partitions is None:
+        for i, cid in enumerate(cohort):
+            plan.setdefault(nodes[i % len(nodes)], []).append(cid)
+        return plan
+    owners: dict[int, list[int]] = {}
+    for node in nodes:
+        if node in node_partitions:
+            owners.setdefault(node_partitions[node], []).append(node)
+    used: dict[int, int] = {}
+    for cid in cohort:
+        part = client_partitions[cid]
+        if part not in owners:
+            continue
+        k = used.get(part, 0)
+        used[part] = k + 1
+        plan.setdefault(owners[part][k % len(owners[part])], []).append(cid)
     return plan
 
 
@@ -46,6 +80,11 @@ class FedAvgDelta(Strategy):
         # The step that turns accepted client updates into one update; the DP wrapper
         # replaces it with clip -> sum -> noise -> fixed denominator.
         self.aggregator = self.weighted_average
+        # A deployment with partitioned SuperNodes sets these (see split_over_nodes).
+        self.node_partitions: dict[int, int] | None = None
+        self.client_partitions: dict[str, int] | None = None
+        self.num_partitions = 0
+        self.last_plan: dict[int, list[str]] = {}
 
     def weighted_average(self, server_round: int, accepted: list[tuple[str, list, dict]]
                          ) -> tuple[list[np.ndarray], dict]:
@@ -59,14 +98,21 @@ class FedAvgDelta(Strategy):
         cohort = sample_clients(self.client_ids, self.cfg.server.clients_per_round,
                                 self.cfg.experiment.seed, server_round, self.sampling)
         self.last_cohort = cohort
-        plan = split_over_nodes(cohort, list(grid.get_node_ids()))
-        return [protocol.train_message(node, arrays, server_round, cids, self.experiment_toml)
-                for node, cids in plan.items()]
+        plan = split_over_nodes(cohort, list(grid.get_node_ids()), self.node_partitions,
+                                self.client_partitions)
+        self.last_plan = plan
+        messages = [protocol.train_message(node, arrays, server_round, cids, self.experiment_toml)
+                    for node, cids in plan.items()]
+        if self.node_partitions is not None:
+            for msg in messages:  # the node checks it owns every client it is sent
+                msg.content[protocol.CONFIG]["num-partitions"] = self.num_partitions
+        return messages
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        results, failed, rejected = [], 0, 0
+        results, failed, rejected, answered = [], 0, 0, 0
         for reply in replies:
+            answered += 1
             if reply.has_error():
                 failed += 1
                 log(INFO, "round %s: node %s failed: %s", server_round,
@@ -78,6 +124,8 @@ class FedAvgDelta(Strategy):
                 rejected += 1
                 log(INFO, "round %s: malformed reply rejected: %s", server_round, exc)
         new, metrics = self.aggregate_results(server_round, results, rejected)
+        # Nodes that replied with an error or not at all before server.round_timeout.
+        metrics["nodes_failed"] = failed + max(0, len(self.last_plan) - answered)
         return (None if new is None else ArrayRecord(new)), MetricRecord(metrics)
 
     def aggregate_results(self, server_round: int, results: list[tuple[str, list, dict]],
@@ -137,7 +185,17 @@ class FedAvgDelta(Strategy):
                 return f"tensor {i} has non-finite values"
         if not metrics.get("num_examples", 0) > 0:
             return "no training examples"
+        limit = self.cfg.server.max_update_bytes
+        size = int(sum(d.nbytes for d in delta))
+        if limit and size > limit:
+            return f"update is {size} bytes, over server.max_update_bytes = {limit}"
         return None
+
+    def set_partitions(self, node_partitions: dict[int, int], num_partitions: int) -> None:
+        """Deployment: node id -> partition id; clients are sliced by partition_clients."""
+        self.node_partitions = dict(node_partitions)
+        self.num_partitions = num_partitions
+        self.client_partitions = partition_clients(self.client_ids, num_partitions)
 
     # -- hooks the server loop calls (wrappers such as DP-FedAvg extend them) -------------
     def before_round(self, server_round: int) -> str | None:

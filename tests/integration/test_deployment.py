@@ -1,0 +1,120 @@
+"""The local multi-process deployment: real flower-superlink / flower-supernode processes.
+
+`fl-sim cluster up` starts one SuperLink and two SuperNodes on 127.0.0.1 (SuperNode i owns
+partition i of 2 of the training clients), `fl-sim cluster run` runs experiments/smoke.toml
+through `flwr run`, and the same experiment runs in Flower's simulation runtime.
+
+What is compared, and why it can be exact: client sampling is keyed by (seed, round),
+each client's local training is seeded by (seed, round, client id) and runs with one TF
+thread and op determinism, and the server sorts accepted updates by client id before
+summing. Which node (or which process) trains a client therefore cannot change a number,
+so every metrics row (except wall-clock times) and the final weights must be equal.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from fl_sim.config import from_dict
+from tests.integration.conftest import run_cli, run_dirs
+
+SMOKE = "experiments/smoke.toml"
+
+
+def rows(run_dir):
+    drop = {"round_time_s", "wall_time_s"}
+    return [{k: v for k, v in json.loads(line).items() if k not in drop}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cluster")
+    up = run_cli("cluster", "up", "--dir", d, "--supernodes", 2, "--timeout", 90, timeout=300)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield d
+    finally:
+        run_cli("cluster", "down", "--dir", d, timeout=120)
+
+
+def test_cluster_run_matches_simulation(cluster, tmp_path):
+    st = run_cli("cluster", "status", "--dir", cluster)
+    assert st.returncode == 0 and st.stdout.count(" up") == 3, st.stdout + st.stderr
+
+    dep = run_cli("cluster", "run", "--dir", cluster, SMOKE, "--rounds", 2, "--out", tmp_path / "dep",
+                  "--timeout", 400, timeout=450)
+    assert dep.returncode == 0, dep.stdout[-4000:] + dep.stderr[-4000:]
+    (dep_dir,) = run_dirs(tmp_path / "dep", "smoke")
+    for name in ("config.resolved.toml", "manifest.json", "metrics.jsonl", "summary.json", "summary.md",
+                 "plots/learning_curves.png", "final_weights.npz", "checkpoints/latest.json"):
+        assert (dep_dir / name).exists(), name
+    assert "round   2/2" in dep.stdout and str(dep_dir) in dep.stdout
+    # Both SuperNodes trained (each only its own partition: the ClientApp refuses others).
+    logs = sorted((cluster / "logs").glob("supernode-*.log"))
+    assert len(logs) == 2 and all("Start `flwr-clientapp` process" in p.read_text() for p in logs)
+
+    sim = run_cli("run", SMOKE, "--rounds", 2, "--out", tmp_path / "sim")
+    assert sim.returncode == 0, sim.stdout + sim.stderr
+    (sim_dir,) = run_dirs(tmp_path / "sim", "smoke")
+
+    dep_rows, sim_rows = rows(dep_dir), rows(sim_dir)
+    assert [r["type"] for r in dep_rows] == ["round", "round", "final"]
+    for r in dep_rows[:2]:
+        assert (r["clients_completed"], r["clients_failed"], r["nodes_failed"]) == (4, 0, 0)
+    assert dep_rows == sim_rows
+    with np.load(dep_dir / "final_weights.npz") as a, np.load(sim_dir / "final_weights.npz") as b:
+        assert a.files == b.files
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_cluster_cli_errors(cluster, tmp_path):
+    again = run_cli("cluster", "up", "--dir", cluster)
+    assert again.returncode == 2 and "already running" in again.stderr
+    assert run_cli("cluster", "run", "--dir", cluster).returncode == 2
+    bad = run_cli("cluster", "run", "--dir", cluster, "--resume", tmp_path)
+    assert bad.returncode == 2 and "not a run directory" in bad.stderr
+    none = run_cli("cluster", "status", "--dir", tmp_path / "nothing")
+    assert none.returncode == 2 and "no cluster" in none.stderr
+
+
+# --- partition assignment (no processes) --------------------------------------------------
+
+
+def test_partitions_are_contiguous_slices_and_plan_respects_them():
+    from strategies.fedavg import partition_clients, split_over_nodes
+
+    ids = [f"c{i}" for i in range(10)]
+    part = partition_clients(ids, 3)
+    assert [part[c] for c in ids] == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+    nodes = {101: 0, 202: 1, 303: 2, 404: 2}  # two nodes share partition 2
+    plan = split_over_nodes(["c0", "c5", "c7", "c8", "c9"], list(nodes), nodes, part)
+    assert plan == {101: ["c0"], 202: ["c5"], 303: ["c7", "c9"], 404: ["c8"]}
+    # Partition 1 has no live node: its clients are left out (they count as failed).
+    plan = split_over_nodes(["c0", "c5"], [101, 303], nodes, part)
+    assert plan == {101: ["c0"]}
+    # Without partitions (simulation) the round-robin plan is unchanged.
+    assert split_over_nodes(["a", "b", "c"], [2, 1]) == {1: ["a", "c"], 2: ["b"]}
+
+
+def test_clientapp_refuses_clients_of_another_partition():
+    from types import SimpleNamespace
+
+    from clients.app import check_ownership
+
+    ids = [f"c{i}" for i in range(4)]
+    ctx = SimpleNamespace(node_config={"partition-id": 1, "num-partitions": 2})
+    check_ownership(["c2", "c3"], ids, ctx)
+    with pytest.raises(ValueError, match="not in partition 1 of 2"):
+        check_ownership(["c0", "c3"], ids, ctx)
+    with pytest.raises(ValueError, match="no partition-id"):
+        check_ownership(["c0"], ids, SimpleNamespace(node_config={}))
+
+
+def test_new_server_config_keys_validate():
+    cfg = from_dict({"server": {"below_min_clients": "abort", "max_update_bytes": 1000}})
+    assert cfg.server.below_min_clients == "abort" and cfg.server.max_update_bytes == 1000
+    with pytest.raises(ValueError, match="below_min_clients"):
+        from_dict({"server": {"below_min_clients": "retry"}})
