@@ -231,8 +231,11 @@ def frontier_plot(rows: list[dict], out: Path, title: str = "") -> Path:
     base = next((r["baseline_accuracy"] for r in rows), None)
     if base is not None and not math.isnan(base):
         axes[0].axhline(base, color="grey", linestyle=":", label="most-frequent word")
-    axes[0].set(xlabel="epsilon (RDP accountant)", ylabel="next-word accuracy", xscale="log")
-    axes[1].set(xlabel="epsilon (RDP accountant)", ylabel="perplexity", xscale="log", yscale="log")
+    # A log axis needs a positive epsilon: until a private point has finished (the sweep
+    # redraws after every point) only the non-private reference lines exist.
+    xscale = "log" if any(r["private"] and (r["epsilon_rdp"] or 0) > 0 for r in rows) else "linear"
+    axes[0].set(xlabel="epsilon (RDP accountant)", ylabel="next-word accuracy", xscale=xscale)
+    axes[1].set(xlabel="epsilon (RDP accountant)", ylabel="perplexity", xscale=xscale, yscale="log")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -43,3 +43,16 @@ def test_frontier_table_marks_the_reference():
     rows = [{"model": "cifg", "private": False, "noise_multiplier": None, "epsilon_rdp": None,
              "epsilon_pld": None, "delta": None, "accuracy": 0.2, "accuracy_no_oov_eos": 0.21, "perplexity": 90.0}]
     assert "non-private | inf | inf" in frontier_table(rows)
+
+
+def test_frontier_plot_before_and_after_private_points(tmp_path):
+    # The sweep redraws after every point, so the first plot has only the reference run.
+    from fl_sim.sweep import frontier_plot
+
+    ref = {"model": "cifg", "private": False, "noise_multiplier": None, "epsilon_rdp": None,
+           "epsilon_pld": None, "delta": None, "accuracy": 0.2, "accuracy_no_oov_eos": 0.21,
+           "perplexity": 90.0, "baseline_accuracy": 0.08}
+    assert frontier_plot([ref], tmp_path / "a.png").stat().st_size > 0
+    priv = {**ref, "private": True, "noise_multiplier": 1.0, "epsilon_rdp": 2.5, "accuracy": 0.1,
+            "perplexity": 300.0}
+    assert frontier_plot([ref, priv], tmp_path / "b.png").stat().st_size > 0
