@@ -25,8 +25,11 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
+# Train, then export the run just made (results/demo = its newest finished run) to TFLite
+# and print the size / accuracy / latency table (RUN_DIR/<model>/export/, docs/android_bundle.md).
 demo: $(STAMP)
 	$(VENV)/bin/fl-sim run experiments/demo.toml
+	$(VENV)/bin/fl-sim export results/demo --eval-sequences 200 --latency-runs 50 --quiet
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -20,6 +20,7 @@ EPILOG = """examples:
   fl-sim run experiments/demo.toml --set data.source=jsonl --set data.path=my.jsonl
   fl-sim run --resume results/demo/20261123-101500-s0
   fl-sim sweep experiments/sweeps/dp_frontier.toml
+  fl-sim export results/demo/20261123-101500-s0
 """
 
 
@@ -61,9 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
     sweep.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
 
-    from fl_sim.cluster import add_parser as add_cluster_parser
+    from fl_sim.export.cli import add_export_parser  # no TensorFlow import until it runs
 
-    add_cluster_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
@@ -80,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args, parser)
     if args.command == "sweep":
         return cmd_sweep(args)
-    if args.command == "cluster":
-        from fl_sim.cluster import cmd_cluster
+    if args.command == "export":
+        from fl_sim.export.cli import run_export
 
-        return cmd_cluster(args)
+        return run_export(args)
     return 2
 
 

@@ -1,0 +1,323 @@
+"""``tf.Module``s exported to TFLite: inference (``sequence``, ``step``) and on-device training.
+
+Inference module (:class:`InferenceModule`), batch 1, fixed shapes, no loop in any graph::
+
+    sequence(tokens int32 [1, T])                 -> {"logits": float32 [1, T, V]}
+    step(token int32 [1], h float32 [1, P or H], c float32 [1, H])      (cifg / si_cifg)
+                                                  -> {"logits": [1, V], "h": ..., "c": ...}
+
+``step`` is one recurrence of the same cell the sequence model unrolls (as
+``fl_sim.models.make_step_fn``), so feeding a sentence token by token from zero state gives
+the sequence model's logits at every position. Transformers have no ``step``: they have no
+recurrent state to carry, and a KV-cache is not part of these models, so a keyboard runs
+``sequence`` on the last T tokens at every keystroke.
+
+``embedding="one_hot"`` (the sparse formats) computes the input embedding as
+``one_hot(token) @ table`` (a FULLY_CONNECTED) instead of a gather: the TFLite converter
+sparse-encodes only FULLY_CONNECTED / CONV weights, so this is what lets the (pruned)
+embedding table be stored sparse. The one-hot vector is built with integer ops
+(``1 - min(|token - id|, 1)``), see ``one_hot_embed`` for why not ``tf.one_hot``. The
+result is bit-identical to the gather in float32.
+
+Training module (:class:`TrainingModule`, float32, weights as resource variables), after
+TF's "On-device training with TensorFlow Lite" guide::
+
+    train(tokens int32 [B, T + 1], lr float32 [])  -> {"loss": float32 []}   one plain-SGD step
+    infer(tokens int32 [1, T])                     -> {"logits": [1, T, V]}
+    step(token, h, c)                              -> as above (cifg / si_cifg)
+    get_weights()                                  -> {"w00_<name>": tensor, ...}
+    set_weights(w00_<name>=..., ...)               -> {"num_assigned": int32 []}
+    save(checkpoint_path string [])                -> {"checkpoint_path"}   (TF Save op: Flex)
+    restore(checkpoint_path string [])             -> {"w00_<name>": tensor, ...} (Flex)
+
+``train`` uses the clients' loss (``fl_sim.evaluation.masked_mean_loss``: mean
+cross-entropy over non-PAD targets) and plain SGD, like ``clients/trainer.py``. Weight
+names carry a two-digit index so that, sorted (TFLite sorts signature tensor names), they
+are in ``model.trainable_variables`` order: the order of ``final_weights.npz`` and of the
+updates the server aggregates.
+
+Builtin-only gradients (:func:`builtin_gradients`): TF's gradient of ``tf.nn.relu``
+(ReluGrad) and of a strided slice (StridedSliceGrad) have no TFLite builtin kernel, so a
+``train`` signature traced naively needs the Flex delegate. While the training module is
+traced, ``tf.nn.relu`` is replaced by ``max(x, 0)`` with an explicit ``dy * (x > 0)``
+gradient (same forward values, same gradient), and the transformer's position table is
+added whole when the sequence is full length (same values, no slice). With these, every
+op of ``train``, ``infer``, ``step``, ``get_weights`` and ``set_weights`` is a builtin;
+only ``save`` / ``restore`` (TF's Save / Restore ops, as in the guide) need Flex.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fl_sim.evaluation import masked_mean_loss
+from fl_sim.models import is_recurrent
+from fl_sim.models import scale_invariant
+from fl_sim.models.transformer import CausalSelfAttention, PositionEmbedding
+
+#: Denominator guard of the scale-invariant activations in exported graphs: the smallest
+#: normal float16. The models' own guard (1e-12) is 0 in float16, so a float16 file computed
+#: 0 / 0 = NaN for an all-zero attention row (the SI-Transformer's first positions). The
+#: outputs change only where a denominator lies in (1e-12, 6e-5), i.e. every unit of a gate
+#: or attention row is nearly zero; an exactly all-zero row gives zeros under either guard.
+#: The float32 parity check against Keras would show any difference.
+EXPORT_TINY = 2.0 ** -14
+
+
+#: Masked attention scores in exported graphs are set to -MASK_SCORE (see _attention_call).
+MASK_SCORE = 30.0
+
+
+def _attention_call(self, x):
+    """``CausalSelfAttention.call`` with a quantization-friendly causal mask (softmax only).
+
+    The model adds ``(1 - mask) * -1e9`` to the scores. In a full-integer file that sum is
+    one int8 tensor whose range must reach -1e9, so every real score rounds to the same
+    value and attention becomes uniform over all positions, future ones included (the int8
+    Transformer lost 8 accuracy points in the export test). Here masked scores are REPLACED
+    by -30 (``s * m - (1 - m) * 30``): the range stays about [-30, max s], and a masked
+    position's softmax weight is at most T * exp(-30 - max allowed score), ~1e-12 for these
+    models, so float32 files still match Keras to ~1e-6 (the export parity test checks it).
+    Mirrors ``fl_sim.models.transformer.CausalSelfAttention.call`` otherwise.
+    """
+    if self.scale_invariant:
+        return _ORIG_ATTENTION_CALL(self, x)
+    steps = x.shape[1]
+    qkv = keras.ops.matmul(x, self.qkv_kernel) + self.qkv_bias   # [B, T, 3D]
+    q, k, v = tf.split(qkv, 3, axis=-1)
+    q, k, v = (self._heads(t, steps) for t in (q, k, v))         # 3 x [B, H, T, Dh]
+    scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.dim // self.num_heads))
+    mask = tf.constant(np.tril(np.ones((steps, steps), np.float32)))  # [T, T]
+    weights = tf.nn.softmax(scores * mask - (1.0 - mask) * MASK_SCORE, axis=-1)
+    out = tf.matmul(weights, v)                                  # [B, H, T, Dh]
+    out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [-1, steps, self.dim])
+    return keras.ops.matmul(out, self.out_kernel) + self.out_bias
+
+
+_ORIG_ATTENTION_CALL = CausalSelfAttention.call
+
+
+@contextlib.contextmanager
+def export_guard():
+    """Trace inference graphs with :data:`EXPORT_TINY` and the int8-friendly causal mask."""
+    orig = scale_invariant.TINY
+    scale_invariant.TINY = EXPORT_TINY
+    CausalSelfAttention.call = _attention_call
+    try:
+        yield
+    finally:
+        scale_invariant.TINY = orig
+        CausalSelfAttention.call = _ORIG_ATTENTION_CALL
+
+
+def weight_names(model: keras.Model) -> list[str]:
+    """Signature-safe names of the trainable weights, in order: ``w00_embedding_embeddings``."""
+    width = max(2, len(str(len(model.trainable_variables) - 1)))
+    return [f"w{i:0{width}d}_" + v.path.replace("/", "_")
+            for i, v in enumerate(model.trainable_variables)]
+
+
+def _chain(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers after the embedding (the models are a single chain)."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if not layers or layers[0].name != "embedding":
+        raise ValueError(f"{model.name}: expected the first layer to be 'embedding'")
+    return layers[1:]
+
+
+def _embed_fn(model: keras.Model, embedding: str):
+    layer = model.get_layer("embedding")
+    if embedding == "gather":
+        return layer
+    if embedding != "one_hot":
+        raise ValueError(f"embedding must be 'gather' or 'one_hot', got {embedding!r}")
+    vocab = int(layer.input_dim)
+
+    def one_hot_embed(tokens):
+        # one_hot = 1 - min(|token - id|, 1), in int32: neither tf.one_hot nor
+        # cast(equal(...)), because the converter rewrites those (a) into EMBEDDING_LOOKUP
+        # (which cannot be sparse-encoded) and (b) in int8 into a ONE_HOT op whose
+        # off-value is quantized with the wrong zero point (every entry reads as 0.5).
+        ids = tf.range(vocab, dtype=tf.int32)
+        hot = 1 - tf.minimum(tf.abs(tokens[..., None] - ids), 1)           # [..., V] 0/1
+        return tf.matmul(tf.cast(hot, tf.float32), layer.embeddings)       # [..., E]
+
+    return one_hot_embed
+
+
+def _forward(embed, chain, tokens):
+    """tokens [B, T] -> logits [B, T, V] through the model's own layers (no dropout)."""
+    x = embed(tokens)
+    for layer in chain:
+        x = layer(x)
+    return x
+
+
+class InferenceModule(tf.Module):
+    """Fixed-shape ``sequence`` (and for cifg / si_cifg ``step``) functions, batch 1."""
+
+    def __init__(self, model: keras.Model, embedding: str = "gather"):
+        super().__init__(name=f"{model.name}_inference")
+        self.model_variables = [v.value for v in model.weights]   # track Keras 3 variables
+        seq_len = int(model.inputs[0].shape[1])
+        embed = _embed_fn(model, embedding)
+        chain = _chain(model)
+
+        @tf.function(input_signature=[tf.TensorSpec([1, seq_len], tf.int32, name="tokens")])
+        def sequence(tokens):
+            return {"logits": _forward(embed, chain, tokens)}
+
+        self.sequence = sequence
+        self.signature_keys = ["sequence"]
+        if is_recurrent(model):
+            self.step = _make_step(model, embed)
+            self.signature_keys = ["step", "sequence"]
+
+    def signatures(self) -> dict:
+        return {k: getattr(self, k).get_concrete_function() for k in self.signature_keys}
+
+
+def _make_step(model: keras.Model, embed):
+    cell = model.get_layer("cifg").cell
+    proj, out = model.get_layer("proj"), model.get_layer("logits")
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([1], tf.int32, name="token"),
+        tf.TensorSpec([1, cell.out_dim], tf.float32, name="h"),
+        tf.TensorSpec([1, cell.units], tf.float32, name="c"),
+    ])
+    def step(token, h, c):
+        x = embed(token)                                             # [1, E]
+        h, c = cell.recurrent_step(cell.input_projection(x), h, c)   # [1, P|H], [1, H]
+        return {"logits": out(proj(h)), "h": h, "c": c}              # [1, V]
+
+    return step
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@tf.custom_gradient
+def _relu_builtin_grad(x):
+    def grad(dy):
+        return dy * tf.cast(x > 0, dy.dtype)
+    return tf.maximum(x, tf.zeros_like(x)), grad
+
+
+@contextlib.contextmanager
+def builtin_gradients():
+    """Trace with gradients that lower to TFLite builtins (see the module docstring)."""
+    orig_relu = tf.nn.relu
+    orig_position = PositionEmbedding.call
+
+    def relu(features, name=None):
+        return _relu_builtin_grad(features)
+
+    def position_call(self, x):
+        if x.shape[1] == self.max_len:
+            return x + self.embeddings                      # whole table: no StridedSliceGrad
+        return orig_position(self, x)
+
+    tf.nn.relu = relu
+    PositionEmbedding.call = position_call
+    try:
+        yield
+    finally:
+        tf.nn.relu = orig_relu
+        PositionEmbedding.call = orig_position
+
+
+class TrainingModule(tf.Module):
+    """On-device training signatures over the model's weights as resource variables."""
+
+    def __init__(self, model: keras.Model, batch_size: int):
+        super().__init__(name=f"{model.name}_training")
+        self.model_variables = [v.value for v in model.weights]
+        self.train_variables = [v.value for v in model.trainable_variables]
+        names = weight_names(model)
+        self.weight_names = names
+        self.batch_size = int(batch_size)
+        seq_len = int(model.inputs[0].shape[1])
+        embed = _embed_fn(model, "gather")
+        chain = _chain(model)
+        tv = self.train_variables
+
+        @tf.function(input_signature=[
+            tf.TensorSpec([batch_size, seq_len + 1], tf.int32, name="tokens"),
+            tf.TensorSpec([], tf.float32, name="lr")])
+        def train(tokens, lr):
+            with tf.GradientTape() as tape:
+                logits = _forward(embed, chain, tokens[:, :-1])
+                loss = masked_mean_loss(logits, tokens[:, 1:])
+            grads = tape.gradient(loss, tv)
+            for v, g in zip(tv, grads):
+                v.assign_sub(lr * tf.convert_to_tensor(g))
+            return {"loss": loss}
+
+        @tf.function(input_signature=[tf.TensorSpec([1, seq_len], tf.int32, name="tokens")])
+        def infer(tokens):
+            return {"logits": _forward(embed, chain, tokens)}
+
+        @tf.function(input_signature=[])
+        def get_weights():
+            return {n: v.read_value() for n, v in zip(names, tv)}
+
+        @tf.function(input_signature=[tf.TensorSpec(v.shape, v.dtype, name=n)
+                                      for n, v in zip(names, tv)])
+        def set_weights(*values):
+            for v, value in zip(tv, values):
+                v.assign(value)
+            return {"num_assigned": tf.constant(len(values), tf.int32)}
+
+        @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="checkpoint_path")])
+        def save(checkpoint_path):
+            tf.raw_ops.Save(filename=checkpoint_path, tensor_names=names,
+                            data=[v.read_value() for v in tv], name="save")
+            return {"checkpoint_path": checkpoint_path}
+
+        @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="checkpoint_path")])
+        def restore(checkpoint_path):
+            out = {}
+            for n, v in zip(names, tv):
+                restored = tf.raw_ops.Restore(file_pattern=checkpoint_path, tensor_name=n,
+                                              dt=v.dtype, name="restore")
+                v.assign(restored)
+                out[n] = restored
+            return out
+
+        self.train, self.infer = train, infer
+        self.get_weights, self.set_weights = get_weights, set_weights
+        self.save, self.restore = save, restore
+        self.signature_keys = ["train", "infer", "get_weights", "set_weights", "save", "restore"]
+        if is_recurrent(model):
+            self.step = _make_step(model, embed)
+            self.signature_keys.insert(2, "step")
+
+    def signatures(self) -> dict:
+        return {k: getattr(self, k).get_concrete_function() for k in self.signature_keys}
+
+
+#: Signatures of the training model that use TF (Flex) ops, not TFLite builtins.
+FLEX_TRAINING_SIGNATURES = ("save", "restore")
+
+
+def save_inference_model(model: keras.Model, directory: Path, embedding: str = "gather") -> list[str]:
+    """Write a SavedModel with the inference signatures; return their keys."""
+    with export_guard():
+        mod = InferenceModule(model, embedding)
+        tf.saved_model.save(mod, str(directory), signatures=mod.signatures())
+    return list(mod.signature_keys)
+
+
+def save_training_model(model: keras.Model, directory: Path, batch_size: int) -> list[str]:
+    """Write a SavedModel with the training signatures (traced with builtin gradients)."""
+    with builtin_gradients():
+        mod = TrainingModule(model, batch_size)
+        tf.saved_model.save(mod, str(directory), signatures=mod.signatures())
+    return list(mod.signature_keys)

@@ -1,0 +1,264 @@
+"""`fl-sim export` end to end: tiny federated runs of all four model kinds, then the TFLite
+bundle checked through the LiteRT interpreter (ai-edge-litert), independently of the report
+where it matters (float32 parity, the streaming step, on-device training).
+
+Sizes are tiny (via --set) so the whole file runs in a few minutes on 2 CPU cores: one
+comparison run trains cifg, si_cifg, transformer and si_transformer in one Flower
+simulation, and one small pruned cifg run checks federated pruning -> sparse file.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.integration.conftest import run_cli, run_dirs
+
+KINDS = ("cifg", "si_cifg", "transformer", "si_transformer")
+RECURRENT = ("cifg", "si_cifg")
+TINY_MODEL = ["--set", "model.embedding_dim=32", "--set", "model.hidden_dim=64",
+              "--set", "model.projection_dim=32", "--set", "model.num_layers=1",
+              "--set", "model.num_heads=2", "--set", "model.ff_dim=64"]
+FAST_EXPORT = ["--latency-runs", "5", "--eval-sequences", "100", "--no-xnnpack"]
+
+# Accuracy budgets the test enforces (absolute next-word accuracy, interpreter vs interpreter;
+# they are fl_sim.export.report.BUDGETS, restated here so a loosened budget fails this test).
+BUDGET = {"float16": 0.01, "dynamic_int8": 0.01, "int8": 0.03, "sparse_int8": 0.03}
+
+
+@pytest.fixture(scope="module")
+def four_kinds(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export_runs")
+    r = run_cli("run", "experiments/smoke.toml", "--out", out, "--rounds", 4,
+                "--set", 'experiment.compare=["cifg","si_cifg","transformer","si_transformer"]',
+                *TINY_MODEL)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (run_dir,) = run_dirs(out, "smoke")
+    # Export through the experiment folder: the newest finished run is picked.
+    x = run_cli("export", out / "smoke", *FAST_EXPORT)
+    return run_dir, x
+
+
+def report(run_dir: Path, kind: str) -> dict:
+    return json.loads((run_dir / kind / "export" / "report.json").read_text())
+
+
+def keras_model(sub_dir: Path):
+    from fl_sim.config import load_experiment
+    from fl_sim.data import load_corpus
+    from fl_sim.models import build_model
+
+    cfg = load_experiment(sub_dir / "config.resolved.toml")
+    corpus = load_corpus(cfg.data, cfg.experiment.seed)
+    model = build_model(cfg.model, corpus.vocab.size, corpus.seq_len, seed=cfg.experiment.seed)
+    with np.load(sub_dir / "final_weights.npz") as data:
+        for i, v in enumerate(model.trainable_variables):
+            v.assign(data[f"arr_{i}"])
+    return cfg, corpus, model
+
+
+def interpreter(path: Path):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    return Interpreter(model_path=str(path),
+                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_export_writes_every_bundle_and_reports_unsupported_combinations(four_kinds):
+    run_dir, x = four_kinds
+    # Exit 0: the only formats that did not export were not named with --formats.
+    assert x.returncode == 0, x.stderr[-3000:]
+    assert f"exporting its newest run {run_dir}" in x.stdout
+    assert "| model | format | size |" in x.stdout           # the printed table
+    for kind in KINDS:
+        exp = run_dir / kind / "export"
+        rep = report(run_dir, kind)
+        meta = json.loads((exp / "metadata.json").read_text())
+        assert meta["model_kind"] == kind and meta["vocab_size"] == len((exp / "vocab.txt").read_text().split("\n")) - 1
+        for name, f in meta["files"].items():                   # sha256 of every file
+            import hashlib
+            assert hashlib.sha256((exp / name).read_bytes()).hexdigest() == f["sha256"], name
+        ok = {f for f, e in rep["formats"].items() if e["status"] == "ok"}
+        expected = {"float32", "float16", "dynamic_int8", "sparse"} | (
+            set() if kind == "si_transformer" else {"int8", "sparse_int8"})
+        assert ok == expected, rep["formats"]
+        assert all((exp / f"model_{f}.tflite").is_file() for f in ok)
+        assert rep["training_model"]["status"] == "ok"
+    rep = report(run_dir, "si_transformer")
+    for fmt in ("int8", "sparse_int8"):
+        assert rep["formats"][fmt]["status"] == "unsupported"
+        assert "DIV" in rep["formats"][fmt]["reason"]
+    assert "unsupported for si_transformer" in (run_dir / "si_transformer" / "export" / "report.md").read_text()
+    assert (run_dir / "export" / "report.md").is_file()         # the combined table
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_float32_file_matches_keras_through_the_interpreter(four_kinds, kind):
+    # Prepare: the Keras model from the run's own config and final weights
+    run_dir, _ = four_kinds
+    cfg, corpus, model = keras_model(run_dir / kind)
+    seqs = corpus.eval_sequences(16)[:, :-1]
+    expected = np.asarray(model(seqs, training=False))           # [N, T, V]
+    interp = interpreter(run_dir / kind / "export" / "model_float32.tflite")
+    # Execute: the whole-sequence signature
+    seq = interp.get_signature_runner("sequence")
+    got = np.stack([seq(tokens=s[None])["logits"][0] for s in seqs])
+    # Assert: tight tolerance (float32 rounding only)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    assert (got.argmax(-1) == expected.argmax(-1)).mean() == 1.0
+
+
+@pytest.mark.parametrize("kind", RECURRENT)
+def test_streaming_step_signature_reproduces_the_sequence_model(four_kinds, kind):
+    run_dir, _ = four_kinds
+    cfg, corpus, model = keras_model(run_dir / kind)
+    cell = model.get_layer("cifg").cell
+    V = corpus.vocab.size
+    interp = interpreter(run_dir / kind / "export" / "model_float32.tflite")
+    step = interp.get_signature_runner("step")
+    # (token, state) -> (logits, new state), batch 1
+    ins = {k: (list(d["shape"]), np.dtype(d["dtype"]).name) for k, d in step.get_input_details().items()}
+    outs = {k: list(d["shape"]) for k, d in step.get_output_details().items()}
+    assert ins == {"token": ([1], "int32"), "h": ([1, cell.out_dim], "float32"),
+                   "c": ([1, cell.units], "float32")}
+    assert outs == {"logits": [1, V], "h": [1, cell.out_dim], "c": [1, cell.units]}
+    # One token per call, carrying the state, gives the sequence model's logits at every t.
+    for s in corpus.eval_sequences(4)[:, :-1]:
+        expected = np.asarray(model(s[None], training=False))[0]
+        h = np.zeros((1, cell.out_dim), np.float32)
+        c = np.zeros((1, cell.units), np.float32)
+        for t, token in enumerate(s):
+            out = step(token=np.array([token], np.int32), h=h, c=c)
+            h, c = out["h"], out["c"]
+            np.testing.assert_allclose(out["logits"][0], expected[t], rtol=0, atol=1e-4)
+    meta = json.loads((run_dir / kind / "export" / "metadata.json").read_text())
+    assert meta["state"] == {"h": [1, cell.out_dim], "c": [1, cell.units], "initial": "zeros"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_quantized_formats_agree_and_stay_within_budget(four_kinds, kind):
+    rep = report(four_kinds[0], kind)
+    fm = rep["formats"]
+    base = fm["float32"]["tflite"]["accuracy"]
+    for fmt in ("float16", "dynamic_int8"):
+        assert fm[fmt]["tflite"]["top1_agreement"] >= 0.99, (fmt, fm[fmt]["tflite"])
+    for fmt, budget in BUDGET.items():
+        if fm[fmt]["status"] != "ok":
+            continue
+        against = fm["sparse"] if fmt == "sparse_int8" else fm["float32"]
+        drop = against["tflite"]["accuracy"] - fm[fmt]["tflite"]["accuracy"]
+        assert drop <= budget, f"{kind} {fmt}: accuracy drop {drop:.4f} > budget {budget}"
+        assert fm[fmt]["budget"]["within_budget"] is True
+    assert fm["float32"]["tflite"]["accuracy"] == pytest.approx(rep["keras"]["accuracy"], abs=1e-9)
+    assert base > 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sparse_file_is_sparse_encoded_and_smaller(four_kinds, kind):
+    from fl_sim.export.tflite_file import inspect_tflite
+
+    exp = four_kinds[0] / kind / "export"
+    dense = (exp / "model_float32.tflite").stat().st_size
+    content = (exp / "model_sparse.tflite").read_bytes()
+    info = inspect_tflite(content)
+    # Really sparse in the file (TFLite sparsity metadata), not zeros in dense buffers.
+    assert info["sparse"]["num_tensors"] >= 3
+    assert info["sparse"]["encoded_sparsity"] >= 0.75
+    assert len(content) < 0.8 * dense, (len(content), dense)
+    # The sparse file computes what the pruned Keras model computes.
+    assert report(four_kinds[0], kind)["formats"]["sparse"]["tflite"]["top1_agreement"] == 1.0
+
+
+@pytest.mark.parametrize("kind", ["si_cifg", "transformer"])
+def test_on_device_train_signature_lowers_the_loss(four_kinds, kind):
+    from fl_sim.export.pipeline import calibration_sequences
+
+    run_dir, _ = four_kinds
+    cfg, corpus, model = keras_model(run_dir / kind)
+    interp = interpreter(run_dir / kind / "export" / "model_train.tflite")
+    assert {"train", "infer", "save", "restore", "get_weights", "set_weights"} <= set(interp.get_signature_list())
+    got = interp.get_signature_runner("get_weights")()
+    for (name, value), v in zip(sorted(got.items()), model.trainable_variables):
+        np.testing.assert_array_equal(value, np.asarray(v), err_msg=name)
+    seqs, _ = calibration_sequences(corpus, 1, cfg.client.batch_size)
+    train = interp.get_signature_runner("train")
+    lr = np.array(cfg.client.lr, np.float32)
+    losses = [float(train(tokens=seqs, lr=lr)["loss"]) for _ in range(8)]
+    assert losses[-1] < losses[0] - 0.05, losses
+    # infer sees the updated weights
+    infer = interp.get_signature_runner("infer")
+    before = np.asarray(model(seqs[:1, :-1], training=False))
+    assert np.abs(infer(tokens=seqs[:1, :-1])["logits"] - before).max() > 1e-3
+
+
+# --------------------------------------------------------------------------- inputs that fail
+
+
+def test_missing_or_broken_weights_exit_2_naming_the_file(four_kinds, tmp_path):
+    src = four_kinds[0] / "cifg"
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(src / "config.resolved.toml", run)
+    r = run_cli("export", run)                                   # no final_weights.npz
+    assert r.returncode == 2 and "final_weights.npz: not found" in r.stderr
+    (run / "final_weights.npz").write_bytes(b"PK\x03\x04 truncated")
+    r = run_cli("export", run)
+    assert r.returncode == 2 and "final_weights.npz: not a readable weights file" in r.stderr
+    r = run_cli("export", run, "--checkpoint", "round-00099.npz")
+    assert r.returncode == 2 and "checkpoint not found" in r.stderr
+    (run / "bad.npz").write_bytes(b"\x00" * 64)
+    r = run_cli("export", run, "--checkpoint", "bad.npz")
+    assert r.returncode == 2 and "not a readable fl_sim checkpoint" in r.stderr
+    r = run_cli("export", tmp_path / "nope")
+    assert r.returncode == 2 and "no such run directory" in r.stderr
+    r = run_cli("export", run, "--formats", "float32,bogus")
+    assert r.returncode == 2 and "unknown format" in r.stderr
+    # Wrong shapes (weights from another model): caught before any conversion.
+    np.savez(run / "final_weights.npz", np.zeros((3, 3), np.float32))
+    r = run_cli("export", run, "--formats", "float32")
+    assert r.returncode == 2 and "1 arrays, but the" in r.stderr
+
+
+def test_explicitly_requested_unsupported_format_fails_with_exit_1(four_kinds, tmp_path):
+    r = run_cli("export", four_kinds[0] / "si_transformer", "--formats", "float32,int8",
+                "--no-training-model", "--out", tmp_path / "x", *FAST_EXPORT)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "requested format(s) failed: si_transformer:int8" in r.stderr
+    rep = json.loads((tmp_path / "x" / "report.json").read_text())
+    assert rep["formats"]["float32"]["status"] == "ok"
+    assert rep["formats"]["int8"]["status"] == "failed" and "known limitation" in rep["formats"]["int8"]["error"]
+    assert not (tmp_path / "x" / "model_int8.tflite").exists()
+
+
+# --------------------------------------------------------------------------- federated pruning
+
+
+def test_pruned_run_reaches_target_sparsity_and_exports_a_sparse_file(tmp_path):
+    r = run_cli("run", "experiments/smoke.toml", "--out", tmp_path, "--rounds", 4,
+                "--set", "model.kind=cifg", *TINY_MODEL,
+                "--set", "pruning.enabled=true", "--set", "pruning.target_sparsity=0.85",
+                "--set", "pruning.begin_round=1", "--set", "pruning.end_round=3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    (run_dir,) = run_dirs(tmp_path, "smoke")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rounds = [x for x in rows if x["type"] == "round"]
+    sched = [x["pruning_target_sparsity"] for x in rounds]
+    assert sched == sorted(sched) and sched[-1] == 0.85 and 0 < sched[1] < 0.85
+    assert rounds[-1]["pruning_sparsity"] == pytest.approx(0.85, abs=0.005)
+    with np.load(run_dir / "final_weights.npz") as data:
+        kernel = data["arr_1"]                                   # cifg/cell/kernel [E, 3H]
+    assert (kernel == 0).sum() == round(0.85 * kernel.size)
+    x = run_cli("export", run_dir, "--formats", "float32,sparse", "--no-training-model", *FAST_EXPORT)
+    assert x.returncode == 0, x.stderr[-3000:]
+    rep = json.loads((run_dir / "export" / "report.json").read_text())
+    assert rep["pruning"]["how"].startswith("pruned during training")
+    sp = rep["formats"]["sparse"]
+    assert sp["file_info"]["sparse"]["encoded_sparsity"] >= 0.8
+    assert sp["size_bytes"] < 0.7 * rep["formats"]["float32"]["size_bytes"]
+    # The run's weights were exported as they are: the sparse file equals the float32 one.
+    assert sp["tflite"]["accuracy"] == rep["formats"]["float32"]["tflite"]["accuracy"]
