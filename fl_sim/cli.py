@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     from fl_sim.export.cli import add_export_parser  # no TensorFlow import until it runs
 
     add_export_parser(sub)
+
+    from fl_sim.cluster import add_parser as add_cluster_parser
+
+    add_cluster_parser(sub)
     return parser
 
 
@@ -81,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args, parser)
     if args.command == "sweep":
         return cmd_sweep(args)
+    if args.command == "cluster":
+        from fl_sim.cluster import cmd_cluster
+
+        return cmd_cluster(args)
     if args.command == "export":
         from fl_sim.export.cli import run_export
 
