@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(VENV)/bin/fl-sim run experiments/demo.toml
 	$(VENV)/bin/fl-sim export results/demo --eval-sequences 200 --latency-runs 50 --quiet
 
-test: $(STAMP)
+test: $(STAMP) .venv-ref
 	$(PY) -m pytest -q tests
 
 test-slow: $(STAMP)
@@ -43,3 +43,12 @@ lock: $(STAMP)
 
 clean-cache:
 	rm -rf .cache/fl_sim
+
+# .venv-ref: tensorflow-privacy 0.9 / TF 2.15.1 oracle for tests/integration/test_tfp_crosscheck.py,
+# a separate pinned venv (TF 2.15 needs protobuf<5, which Flower cannot share). The script
+# rebuilds only when tests/reference/requirements-ref.txt changed (hash in the stamp).
+REF_STAMP := .venv-ref/.installed
+.PHONY: .venv-ref
+.venv-ref: $(REF_STAMP)
+$(REF_STAMP): tests/reference/requirements-ref.txt scripts/make_ref_venv.sh
+	PYTHON_REF=$(PYTHON) bash scripts/make_ref_venv.sh

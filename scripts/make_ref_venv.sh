@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Build .venv-ref: the tensorflow-privacy 0.9 reference environment (Python 3.11, TF 2.15.1)
+# used as an oracle by tests/integration/test_tfp_crosscheck.py (run: `make .venv-ref`).
+# It is separate from .venv because TF 2.15 needs protobuf<5, which current Flower cannot
+# use; fl_sim never imports anything from it.
+#
+# Idempotent: the stamp file .venv-ref/.installed holds the sha256 of
+# tests/reference/requirements-ref.txt. When it matches, the stamp is only touched (so
+# make's timestamp rule is satisfied); otherwise the venv is rebuilt from scratch. The test
+# checks the same hash, so a stale venv fails the test instead of silently being used.
+#   REF_VENV (default .venv-ref), PYTHON_REF (default python3.11) override the defaults.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REQ=tests/reference/requirements-ref.txt
+VENV=${REF_VENV:-.venv-ref}
+PY=${PYTHON_REF:-python3.11}
+STAMP="$VENV/.installed"
+LOG="$VENV/build.log"
+
+want=$(sha256sum "$REQ" | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+    touch "$STAMP"
+    echo "make_ref_venv: $VENV is up to date"
+    exit 0
+fi
+command -v "$PY" >/dev/null || { echo "make_ref_venv: error: $PY not found (the reference venv needs Python 3.11; set PYTHON_REF)" >&2; exit 2; }
+"$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+    || { echo "make_ref_venv: error: $PY is not Python 3.11 (TF 2.15.1 has wheels for 3.9-3.11 only)" >&2; exit 2; }
+
+start=$(date +%s)
+echo "make_ref_venv: building $VENV from $REQ (1-3 minutes, ~1.5 GB download the first time)"
+rm -rf "$VENV"
+"$PY" -m venv "$VENV"
+# pip's output goes to a log (the mirror config here prints hundreds of harmless warnings);
+# on failure its tail is shown. Wheels only: nothing in this stack should need compiling,
+# and a source build would mean a pin has no wheel for this platform.
+if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input \
+        --only-binary=:all: -r "$REQ" >"$LOG" 2>&1; then
+    grep -v "^WARNING: Location" "$LOG" | tail -40 >&2
+    echo "make_ref_venv: error: pip install failed (full log: $LOG)" >&2
+    exit 1
+fi
+# Every installed distribution must be one of the pins (nothing resolved behind our back).
+"$VENV/bin/python" -m pip check
+"$VENV/bin/python" - "$REQ" <<'EOF'
+import re, subprocess, sys
+canon = lambda s: re.sub(r"[-_.]+", "-", s).lower()
+pins = {}
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if line:
+        name, ver = line.split("==")
+        pins[canon(name)] = ver.strip()
+frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all"], check=True,
+                        capture_output=True, text=True).stdout.split()
+got = {canon(n): v for n, v in (l.split("==") for l in frozen)}
+got.pop("pip", None)  # pip itself comes with the interpreter's ensurepip
+bad = {n: (pins.get(n), got.get(n)) for n in pins.keys() | got.keys() if pins.get(n) != got.get(n)}
+if bad:
+    sys.exit(f"make_ref_venv: error: installed != pinned (name: (pinned, installed)): {bad}")
+EOF
+# Fail here, not in the test, if the pins do not import together.
+CUDA_VISIBLE_DEVICES="" TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -c 'import tensorflow_privacy as tfp; from tensorflow_privacy import GaussianSumQuery, QuantileAdaptiveClipSumQuery, compute_dp_sgd_privacy; print("make_ref_venv: tensorflow-privacy", tfp.__version__, "imports")' 2> >(grep -v "Unable to register cu" >&2)
+echo "$want" > "$STAMP"
+echo "make_ref_venv: done in $(( $(date +%s) - start )) s"
