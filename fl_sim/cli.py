@@ -208,6 +208,13 @@ def _check_data_early(cfg) -> None:
             make_strategy(cfg.server.strategy, cfg, corpus.train_client_ids, "")
         except ValueError as exc:
             raise _DataProblem(f"{cfg.source}: [privacy]: {exc}") from None
+    if cfg.pruning.enabled:
+        from strategies.pruning import check_schedule
+
+        try:
+            check_schedule(cfg)
+        except ValueError as exc:
+            raise _DataProblem(f"{cfg.source}: [pruning]: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -58,6 +58,13 @@ def model_weight_names(cfg: ExperimentConfig, weights: list[np.ndarray]) -> list
     return [v.path for v in variables]
 
 
+def check_schedule(cfg: ExperimentConfig) -> int:
+    """The resolved end round of ``cfg.pruning``; ValueError naming the keys if impossible."""
+    p = cfg.pruning
+    end = FederatedPruner(p, cfg.experiment.rounds, [np.zeros((1, 1))]).end
+    return end
+
+
 class FederatedPruning(Strategy):
     """Wrap ``inner`` (FedAvgDelta or DPFedAvg) with the ``[pruning]`` schedule of ``cfg``."""
 
@@ -67,9 +74,8 @@ class FederatedPruning(Strategy):
         self.pruner: FederatedPruner | None = None
         self._pending_state: dict[str, np.ndarray] | None = None
         self._last: dict = {}
-        # Fail at construction (exit code 2 in the CLI) on a schedule that cannot run.
-        probe = FederatedPruner(cfg.pruning, cfg.experiment.rounds, [np.zeros((1, 1))])
-        self.end_round = probe.end
+        # Fail at construction on a schedule that cannot run (the CLI checks it first: exit 2).
+        self.end_round = check_schedule(cfg)
 
     # -- Flower Strategy interface: delegate ---------------------------------------------
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,

@@ -262,3 +262,11 @@ def test_pruned_run_reaches_target_sparsity_and_exports_a_sparse_file(tmp_path):
     assert sp["size_bytes"] < 0.7 * rep["formats"]["float32"]["size_bytes"]
     # The run's weights were exported as they are: the sparse file equals the float32 one.
     assert sp["tflite"]["accuracy"] == rep["formats"]["float32"]["tflite"]["accuracy"]
+
+
+def test_impossible_pruning_schedule_is_a_config_error(tmp_path):
+    r = run_cli("run", "experiments/smoke.toml", "--out", tmp_path, "--set", "pruning.enabled=true",
+                "--set", "pruning.begin_round=3", "--set", "pruning.end_round=2")
+    assert r.returncode == 2
+    assert "[pruning]: pruning.end_round = 2 is before pruning.begin_round = 3" in r.stderr
+    assert run_dirs(tmp_path, "smoke") == []
