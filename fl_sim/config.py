@@ -28,7 +28,8 @@ def _f(default: Any, *, lo: float | None = None, hi: float | None = None,
 
 
 MODEL_KINDS = ("cifg", "si_cifg", "transformer", "si_transformer")
-DATA_SOURCES = ("shakespeare", "jsonl", "folder", "stackoverflow_sqlite", "synthetic")
+DATA_SOURCES = ("shakespeare", "jsonl", "folder", "stackoverflow_sqlite", "synthetic",
+                "synthetic_lazy")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class DataConfig:
     max_clients: int = _f(0, lo=0, doc="cap on training clients (0 = all)")
     max_sequences_per_client: int = _f(0, lo=0, doc="cap per client (0 = all); TFF uses 256 for SO")
     cache_dir: str = _f(".cache/fl_sim", doc="tokenized corpus cache")
-    # synthetic source only
+    # synthetic and synthetic_lazy (a generated population, see fl_sim/data/population.py) only
     synthetic_clients: int = _f(64, lo=2, doc="synthetic: number of clients")
     synthetic_sentences: int = _f(20, lo=1, doc="synthetic: sentences per client")
 

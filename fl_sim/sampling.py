@@ -10,11 +10,16 @@ resumed run samples exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fl_sim.seeding import rng
 
 
-def sample_clients(client_ids: list[str], cohort: int, seed: int, server_round: int,
+def sample_clients(client_ids: Sequence[str], cohort: int, seed: int, server_round: int,
                    scheme: str = "fixed") -> list[str]:
+    # Only len() and indexing: a lazy population (fl_sim.data.population.ClientIds) is never
+    # materialized. Fixed draws cost O(cohort) (NumPy's choice switches to a set-based
+    # algorithm for small draws from large populations); Poisson needs one uniform per client.
     n = len(client_ids)
     gen = rng(seed, "cohort", server_round)
     if scheme == "fixed":

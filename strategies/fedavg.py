@@ -17,6 +17,7 @@ from flwr.serverapp.strategy import Strategy
 
 from fl_sim import protocol
 from fl_sim.config import ExperimentConfig
+from fl_sim.data.population import ClientIds
 from fl_sim.fedavg import make_server_optimizer, weighted_mean
 from fl_sim.sampling import sample_clients
 
@@ -68,7 +69,8 @@ class FedAvgDelta(Strategy):
 
     def __init__(self, cfg: ExperimentConfig, client_ids: list[str], experiment_toml: str):
         self.cfg = cfg
-        self.client_ids = list(client_ids)
+        # A lazy population (ClientIds, a range) stays lazy: a list of a million ids is ~65 MB.
+        self.client_ids = client_ids if isinstance(client_ids, ClientIds) else list(client_ids)
         self.experiment_toml = experiment_toml
         self.optimizer = make_server_optimizer(cfg.server)
         self.current: list[np.ndarray] | None = None

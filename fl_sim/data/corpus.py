@@ -105,6 +105,9 @@ def load_corpus(cfg: DataConfig, seed: int) -> "FederatedCorpus":
     DataError
         The input is missing or malformed (the message names file and line).
     """
+    if cfg.source == "synthetic_lazy":  # generated on demand: no cache to build or read
+        from fl_sim.data.population import load_population
+        return load_population(cfg, seed)
     t0 = time.perf_counter()
     source = make_source(cfg, seed)
     path = Path(cfg.cache_dir).expanduser().resolve() / f"{cfg.source}-{cache_key(cfg, seed, source.fingerprint())}"
