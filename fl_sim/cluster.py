@@ -291,7 +291,7 @@ def register_supernodes(state: dict, timeout: float) -> None:
     cluster_dir = Path(state["dir"])
     for node in state["supernodes"]:
         pub = node["private_key"] + ".pub"
-        proc = subprocess.run(["flwr", "supernode", "register", pub, ".", CONNECTION],
+        proc = subprocess.run(["flwr", "supernode", "register", pub, CONNECTION],
                               cwd=REPO, env=flower_env(cluster_dir), capture_output=True,
                               text=True, timeout=timeout)
         if proc.returncode != 0:
@@ -471,7 +471,7 @@ def tls_from_dir(cert_dir: str) -> dict:
     for k, v in tls.items():
         if not Path(v).is_file():
             raise ClusterError(f"--tls {cert_dir}: missing {Path(v).name} (make it with scripts/gen_certs.sh {cert_dir})")
-    keys = sorted((d / "supernodes").glob("node-*.key")) if (d / "supernodes").is_dir() else []
+    keys = sorted((d / "supernodes").glob("node-*.key"), key=lambda p: int(p.stem.split("-")[-1]))
     if keys:
         tls["auth"] = True
         tls["node_keys"] = [str(k) for k in keys]

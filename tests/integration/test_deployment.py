@@ -118,3 +118,74 @@ def test_new_server_config_keys_validate():
     assert cfg.server.below_min_clients == "abort" and cfg.server.max_update_bytes == 1000
     with pytest.raises(ValueError, match="below_min_clients"):
         from_dict({"server": {"below_min_clients": "retry"}})
+
+
+# --- TLS and SuperNode authentication -------------------------------------------------------
+
+
+def run_supernode(args, cluster_dir, log, timeout=120):
+    """flower-supernode in its own session; afterwards end whatever it left (its SuperExec)."""
+    import os
+    import signal
+    import subprocess
+    from types import SimpleNamespace
+
+    from fl_sim.cluster import REPO, flower_env
+
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(["flower-supernode", *args], stdout=fh, stderr=subprocess.STDOUT,
+                                env=flower_env(cluster_dir), cwd=REPO, start_new_session=True)
+        try:
+            code = proc.wait(timeout=timeout)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if proc.poll() is None:
+                proc.wait(timeout=30)
+    return SimpleNamespace(returncode=code, stdout=log.read_text())
+
+
+def test_tls_cluster_refuses_an_unregistered_supernode(tmp_path):
+    import json
+    import subprocess
+
+    from fl_sim.cluster import REPO, flower_env, free_port
+
+    certs = tmp_path / "certs"
+    gen = subprocess.run(["bash", str(REPO / "scripts" / "gen_certs.sh"), str(certs), "1"],
+                         capture_output=True, text=True, timeout=120)
+    assert gen.returncode == 0, gen.stderr
+    d = tmp_path / "tls-cluster"
+    up = run_cli("cluster", "up", "--dir", d, "--supernodes", 1, "--tls", certs, "--timeout", 90,
+                 timeout=300)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        st = run_cli("cluster", "status", "--dir", d)
+        assert st.returncode == 0 and "TLS" in st.stdout, st.stdout
+        port = json.loads((d / "cluster.json").read_text())["superlink"]["port"]
+        link_log = d / "logs" / "superlink.log"
+        assert "Uvicorn running on https://" in link_log.read_text()
+
+        # A SuperNode with a key nobody registered: the SuperLink refuses it, it gives up.
+        subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-b", "384", "-N", "", "-f",
+                        str(tmp_path / "rogue.key")], check=True, timeout=60)
+        rogue = run_supernode(
+            ["--superlink", f"127.0.0.1:{port}", "--root-certificates", str(certs / "ca.crt"),
+             "--auth-supernode-private-key", str(tmp_path / "rogue.key"), "--port", str(free_port()),
+             "--max-retries", "1", "--max-wait-time", "30",
+             "--node-config", "partition-id=0 num-partitions=1"], d, tmp_path / "rogue.log")
+        assert rogue.returncode != 0
+        assert "Failed to activate SuperNode" in rogue.stdout
+        assert "No SuperNode found with the given public key" in link_log.read_text()
+        # Without TLS a SuperNode cannot even connect.
+        plain = run_supernode(
+            ["--insecure", "--superlink", f"127.0.0.1:{port}", "--port", str(free_port()),
+             "--max-retries", "1", "--max-wait-time", "20"], d, tmp_path / "plain.log")
+        assert plain.returncode != 0
+        # The registered SuperNode is still the only one, and still up.
+        assert run_cli("cluster", "status", "--dir", d).returncode == 0
+        assert link_log.read_text().count("[Fleet.ActivateNode] Activated") == 1
+    finally:
+        run_cli("cluster", "down", "--dir", d, timeout=120)
