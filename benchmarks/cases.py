@@ -1,0 +1,246 @@
+"""One measurement per process: ``python -m benchmarks.cases '<json>'``.
+
+Cases (the JSON's ``kind``):
+
+``pure``
+    The arithmetic floor: the clients' local SGD steps run back-to-back in this process
+    by one ``LocalTrainer`` (one compiled ``tf.function`` pass per client, the same one
+    fl_sim's ClientApp runs), on the same cohorts (same seeded sampler, same rounds) and
+    the same batches. Data preparation is done before the clock starts; the clock covers
+    assigning the global weights and the local pass, per round.
+``sim``
+    ``fl_sim.simulation.simulate`` (what ``fl-sim run`` calls) on the same config, with
+    one extra round and evaluation only at the end, so rounds 1..R carry no evaluation;
+    round times are the server's own ``round_time_s`` (sampling, messages, training,
+    aggregation, checkpoint). Optionally samples the peak RSS of the process tree.
+``flower``
+    The same experiment as Flower's TensorFlow examples write it (benchmarks/flower_stock.py).
+
+Each case prints one ``BENCH-RESULT {json}`` line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.common import emit
+
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def load_cfg(case: dict):
+    from fl_sim.config import load_experiment
+
+    return load_experiment(case["experiment"], list(case.get("overrides", [])))
+
+
+# --------------------------------------------------------------------------- pure
+
+
+def pure(case: dict) -> dict:
+    import tensorflow as tf
+
+    # The same TF settings as a simulation worker (clients/app.py): one thread, deterministic ops.
+    threads = int(os.environ.get("FL_SIM_TF_THREADS", "1"))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.config.experimental.enable_op_determinism()
+
+    from clients.trainer import LocalTrainer
+    from fl_sim.data import load_corpus
+    from fl_sim.sampling import sample_clients
+
+    cfg = load_cfg(case)
+    rounds = int(case["rounds"])
+    corpus = load_corpus(cfg.data, cfg.experiment.seed)
+    trainer = LocalTrainer(cfg, corpus.vocab.size, corpus.seq_len)
+    weights = trainer.get_weights()
+    plan = []
+    for rnd in range(1, rounds + 1):
+        cohort = sample_clients(corpus.train_client_ids, cfg.server.clients_per_round,
+                                cfg.experiment.seed, rnd)
+        plan.append([tf.constant(trainer.batches_for(corpus.client_train(cid), rnd, cid))
+                     for cid in cohort])
+    times, steps = [], []
+    for batches in plan:
+        t0 = time.perf_counter()
+        for b in batches:
+            trainer.set_weights(weights)
+            trainer._local_pass(b)
+        trainer.variables[0].numpy()  # make sure the last pass finished
+        times.append(time.perf_counter() - t0)
+        steps.append(int(sum(int(b.shape[0]) for b in batches)))
+    return {"round_times_s": [round(t, 4) for t in times], "steps_per_round": steps}
+
+
+# --------------------------------------------------------------------------- sim
+
+
+class TreeRss:
+    """Peak resident memory of this process and all its descendants (Ray's too).
+
+    Polls /proc: VmHWM is each process's own peak, so a process sampled at least once
+    shortly before it exits reports (nearly) its true peak. Linux only.
+    """
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self.peaks: dict[int, tuple[str, int]] = {}  # pid -> (role, VmHWM bytes)
+        self.started: dict[int, str] = {}  # pid -> start time (field 22 of /proc/pid/stat)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._poll()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._poll()
+
+    @staticmethod
+    def _children() -> dict[int, list[int]]:
+        kids: dict[int, list[int]] = {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            kids.setdefault(ppid, []).append(int(d))
+        return kids
+
+    def _poll(self) -> None:
+        me = os.getpid()
+        kids = self._children()
+        todo, tree = [me], []
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(kids.get(pid, []))
+        for pid in tree:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            hwm = next((int(line.split()[1]) * 1024 for line in status.splitlines()
+                        if line.startswith("VmHWM:")), 0)
+            role = ("driver" if pid == me else
+                    "worker" if ("ClientAppActor" in cmd or "default_worker" in cmd) else "ray")
+            self.started[pid] = self._start_time(pid)
+            if hwm >= self.peaks.get(pid, ("", 0))[1]:
+                self.peaks[pid] = (role, hwm)
+
+    @staticmethod
+    def _start_time(pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        except (OSError, IndexError):
+            return ""
+
+    def reap(self) -> list[int]:
+        """End processes this run started that outlived it (an actor Ray's shutdown missed
+        keeps a core busy and would slow every later case). Only pids seen in this tree,
+        and only while their start time is unchanged (no pid reuse)."""
+        import signal
+
+        left = []
+        for pid, started in self.started.items():
+            if pid != os.getpid() and started and self._start_time(pid) == started:
+                left.append(pid)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        return left
+
+    def summary(self) -> dict:
+        mib = 2**20
+
+        def peaks(role):
+            return [b for r, b in self.peaks.values() if r == role]
+
+        workers = peaks("worker")
+        return {"driver_peak_mib": round(max(peaks("driver"), default=0) / mib, 1),
+                "worker_peak_mib": round(max(workers, default=0) / mib, 1),
+                "workers_seen": len(workers),
+                "ray_other_peak_sum_mib": round(sum(peaks("ray")) / mib, 1),
+                "tree_peak_sum_mib": round(sum(b for _, b in self.peaks.values()) / mib, 1)}
+
+
+def sim(case: dict) -> dict:
+    from fl_sim.simulation import simulate
+
+    rounds = int(case["rounds"])
+    overrides = [*case.get("overrides", []), f"experiment.rounds={rounds + 1}",
+                 "server.eval_every=0", "experiment.compare=[]"]
+    cfg = load_cfg({**case, "overrides": overrides})
+    run_dir = Path(tempfile.mkdtemp(prefix="flsim-bench-"))
+    try:
+        t0 = time.perf_counter()
+        with TreeRss() as rss:
+            simulate(cfg, run_dir, progress=lambda s: None)
+        total = time.perf_counter() - t0
+        mem = rss.summary() if case.get("rss") else {}
+        mem["leftover_processes_killed"] = len(rss.reap())
+        rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln]
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    by_round = {r["round"]: r for r in rows if r.get("type") == "round"}
+    times = [by_round[r]["round_time_s"] for r in range(1, rounds + 1)]
+    final = next(r for r in rows if r.get("type") == "final")
+    return {"round_times_s": times, "total_s": round(total, 2),
+            "clients_completed": [by_round[r]["clients_completed"] for r in range(1, rounds + 1)],
+            "train_examples": [by_round[r].get("train_examples") for r in range(1, rounds + 1)],
+            "final_round_with_eval_s": by_round[rounds + 1]["round_time_s"],
+            "eval_accuracy": final.get("eval_accuracy"), **mem}
+
+
+# --------------------------------------------------------------------------- flower
+
+
+def flower(case: dict) -> dict:
+    from fl_sim.simulation import pin_ray_to_loopback, quiet_libraries
+
+    pin_ray_to_loopback()  # a network setting of this machine, not a performance one
+    from flwr.simulation import run_simulation
+
+    quiet_libraries()
+    from benchmarks.flower_stock import app as client_app
+    from benchmarks.flower_stock import make_server_app
+    from fl_sim.data import load_corpus
+
+    cfg = load_cfg(case)
+    rounds = int(case["rounds"])
+    nodes = len(load_corpus(cfg.data, cfg.experiment.seed).train_client_ids)
+    marks: list[float] = []
+    t0 = time.perf_counter()
+    with TreeRss() as rss:
+        run_simulation(server_app=make_server_app(cfg, nodes, rounds, marks), client_app=client_app,
+                       num_supernodes=nodes)  # default backend settings, as the examples
+    total = time.perf_counter() - t0
+    rss.reap()
+    if len(marks) != rounds + 1:
+        raise RuntimeError(f"expected {rounds + 1} round marks, got {len(marks)}")
+    times = [round(b - a, 4) for a, b in zip(marks, marks[1:])]
+    return {"round_times_s": times, "total_s": round(total, 2), "supernodes": nodes}
+
+
+if __name__ == "__main__":
+    spec = json.loads(sys.argv[1])
+    emit({"pure": pure, "sim": sim, "flower": flower}[spec["kind"]](spec))

@@ -1,0 +1,118 @@
+"""Shared pieces of the benchmarks: machine facts, configs, subprocess cases, JSON results.
+
+Every measurement runs in a fresh subprocess (``python -m benchmarks.cases``): peak RSS
+is per process, TensorFlow and Ray keep global state, and a fresh process is what a user
+runs. Each benchmark compares cases measured in the same ``make bench`` run on the same
+machine, and records the load average before and after each case, because this machine
+is shared and its load decides how much a ratio can be trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+RESULT_TAG = "BENCH-RESULT "
+
+# BENCH_QUICK=1 shrinks every benchmark to seconds, for developing the benchmarks
+# themselves; its numbers mean nothing and the report marks them.
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine() -> dict:
+    """What a reader needs to judge the numbers: cores, CPU, memory, load, versions."""
+    from importlib import metadata
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("flwr", "tensorflow", "keras", "ray", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
+                                capture_output=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {"cpus": os.cpu_count(), "cpu_model": cpu, "mem_gib": mem_gib,
+            "platform": platform.platform(), "python": platform.python_version(),
+            "versions": versions, "commit": commit, "loadavg": loadavg()}
+
+
+def write_result(name: str, payload: dict) -> Path:
+    """benchmarks/results/<name>.json with the machine facts and the time of the run."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = {"benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "quick": QUICK, "command": " ".join([Path(sys.executable).name, "-m", f"benchmarks.{name}"]),
+           "machine": machine(), **payload}
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def run_case(case: dict, timeout: float = 1500) -> dict:
+    """Run one measurement in a fresh process; return its result dict (plus load and wall)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    before = loadavg()
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.cases", json.dumps(case)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    wall = time.perf_counter() - t0
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
+    if proc.returncode or not lines:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        raise RuntimeError(f"benchmark case {case} failed (exit {proc.returncode}):\n{tail}")
+    result = json.loads(lines[-1][len(RESULT_TAG):])
+    result.update({"case": case, "process_wall_s": round(wall, 2),
+                   "loadavg_before": before, "loadavg_after": loadavg()})
+    return result
+
+
+def emit(result: dict) -> None:
+    """Hand a case's result to the parent process (the last tagged line of stdout)."""
+    print(RESULT_TAG + json.dumps(result), flush=True)
+
+
+def ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def show(title: str, rows: list[tuple[str, object]]) -> None:
+    print(f"\n== {title}" + ("  [BENCH_QUICK: sizes shrunk, numbers not meaningful]" if QUICK else ""))
+    for k, v in rows:
+        print(f"  {k:<44} {v}")

@@ -1,0 +1,136 @@
+"""Write the measured table into docs/performance.md from benchmarks/results/*.json.
+
+Only the block between the two markers is replaced; the analysis around it is written by
+hand and kept. Run by ``make bench`` after the benchmarks (``python -m benchmarks.report``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.common import REPO, RESULTS
+
+DOC = REPO / "docs" / "performance.md"
+BEGIN = "<!-- BEGIN BENCH TABLE: written by `make bench` (benchmarks/report.py); edit outside -->"
+END = "<!-- END BENCH TABLE -->"
+
+
+def _load(name: str) -> dict | None:
+    p = RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def _met(flag) -> str:
+    return "met" if flag else "**missed**"
+
+
+def _load_text(r: dict) -> str:
+    loads = [c.get("loadavg_before", [None])[0] for c in _cases(r)] + \
+            [c.get("loadavg_after", [None])[0] for c in _cases(r)]
+    loads = [x for x in loads if x is not None] or [r["machine"]["loadavg"][0]]
+    return f"{min(loads):.1f}-{max(loads):.1f}"
+
+
+def _cases(r: dict) -> list[dict]:
+    out = []
+    for row in r.get("results", [r]):
+        cases = row.get("cases") or {}
+        out.extend(cases.values())
+        if "case" in row and isinstance(row["case"], dict) and "loadavg_before" in row["case"]:
+            out.append(row["case"])
+    return out
+
+
+def table() -> str:
+    lines = []
+    runs = {n: _load(n) for n in ("bench_overhead", "bench_flower", "bench_workers",
+                                  "bench_population", "bench_export", "run_all")}
+    any_r = next((r for r in runs.values() if r), None)
+    if any_r is None:
+        return "No results yet: run `make bench`."
+    m = any_r["machine"]
+    ra = runs["run_all"]
+    lines += [f"Measured {any_r['date']} with `make bench`"
+              + (f" ({ra['total_seconds'] / 60:.1f} min in all)" if ra else "") + ", commit "
+              f"`{m['commit']}`, on {m['cpus']} CPU cores ({m['cpu_model'] or 'unknown CPU'}), "
+              f"{m['mem_gib']} GiB RAM, {m['platform']}; Python {m['python']}, "
+              + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+              ""]
+    if ra:
+        lines += [f"Machine load (1-minute load average) at the start {ra['loadavg_start'][0]:.1f}, at the end "
+                  f"{ra['loadavg_end'][0]:.1f}: the machine is shared, so a load above the "
+                  f"{m['cpus']} cores means the benchmark got less than the whole machine.", ""]
+    if any(r and r.get("quick") for r in runs.values()):
+        lines += ["**BENCH_QUICK results: sizes shrunk for development, the numbers mean nothing.**", ""]
+    lines += ["| benchmark | measured | target | | load during run |", "|---|---|---|---|---|"]
+    o = runs["bench_overhead"]
+    if o:
+        for row in o["results"]:
+            lines.append(f"| overhead, cohort {row['cohort']}: sim / pure compute (rounds 2..{row['rounds']}) "
+                         f"| {row['sim_over_pure']:.3f} | <= {o['target']['sim_over_pure_max']} "
+                         f"| {_met(row['sim_over_pure'] <= o['target']['sim_over_pure_max'])} | {_load_text({'results': [row], 'machine': m})} |")
+    f = runs["bench_flower"]
+    if f:
+        lines.append(f"| vs stock-Flower pattern, cohort {f['cohort']}: speed-up (rounds 2..{f['rounds']}) "
+                     f"| {f['speedup_steady']:.1f}x | >= {f['target']['speedup_min']:.0f}x | {_met(f['met'])} | {_load_text(f)} |")
+        lines.append(f"| vs stock-Flower pattern: speed-up end to end, startup included | "
+                     f"{f['speedup_end_to_end']:.1f}x | | | |")
+    w = runs["bench_workers"]
+    if w:
+        lines.append(f"| 2 workers vs 1, cohort {w['cohort']}: speed-up (rounds 2..{w['rounds']}) "
+                     f"| {w['speedup_steady']:.2f}x | >= {w['target']['speedup_min']}x | {_met(w['met'])} | {_load_text(w)} |")
+    p = runs["bench_population"]
+    if p:
+        t = p["target"]
+        lines.append(f"| population 1M vs 1k: peak RSS (process tree) | {p['rss_1m_over_1k']:.3f}x "
+                     f"| <= {t['rss_1m_over_1k_max']}x | {_met(p['rss_1m_over_1k'] <= t['rss_1m_over_1k_max'])} | {_load_text(p)} |")
+        lines.append(f"| population 1M vs 1k: time per round | {p['round_1m_over_1k']:.3f}x "
+                     f"| <= {t['round_1m_over_1k_max']}x | {_met(p['round_1m_over_1k'] <= t['round_1m_over_1k_max'])} | |")
+        lines += ["", f"Population scale, {p['cohort']} clients sampled per round (median of rounds 2..{p['rounds']}):", "",
+                  "| clients | time per round | peak RSS, whole tree | driver (ServerApp) | ClientApp worker | Ray's other processes |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        for row in p["results"]:
+            lines.append(f"| {row['population']:,} | {row['round_s_median']:.2f} s | {row['tree_peak_sum_mib']:.0f} MiB "
+                         f"| {row['driver_peak_mib']:.0f} MiB | {row['worker_peak_mib']:.0f} MiB "
+                         f"| {row['ray_other_peak_sum_mib']:.0f} MiB |")
+    if o:
+        lines += ["", "Overhead detail (seconds per steady round):", "",
+                  "| cohort | SGD steps per round | pure compute | fl_sim simulation | the two pure runs differ by |",
+                  "|---:|---|---|---|---:|"]
+        for row in o["results"]:
+            lines.append(f"| {row['cohort']} | {', '.join(map(str, row['steps_per_round'][1:]))} "
+                         f"| {', '.join(f'{x:.2f}' for x in row['pure_round_s'])} "
+                         f"| {', '.join(f'{x:.2f}' for x in row['sim_round_s'])} | x{row['pure_runs_differ_by']} |")
+    e = runs["bench_export"]
+    if e:
+        lines += ["", f"TFLite export ({e['status']}"
+                  + (f"; {e.get('model')}, {e.get('parameters'):,} parameters, median of {e.get('latency_runs')} runs, "
+                     "1 thread" if e.get("variants") else "") + "):", ""]
+        if e.get("variants"):
+            lines += ["| variant | size | size / float32 | per-token latency (builtin kernels) | with XNNPACK |",
+                      "|---|---:|---:|---:|---:|"]
+            for v in e["variants"]:
+                def ms(x):
+                    return f"{x:.3f} ms" if x is not None else "-"
+                size = f"{v['size_bytes'] / 1024:.0f} KiB" if v["size_bytes"] else "-"
+                rel = f"{v['size_ratio_to_float32']:.2f}" if v.get("size_ratio_to_float32") else "-"
+                lines.append(f"| {v['format']} | {size} | {rel} | {ms(v['per_token_ms'])} | {ms(v['per_token_ms_xnnpack'])} |")
+        else:
+            lines.append(f"Not measured: {e.get('reason') or e.get('stage', '')}.")
+    lines += ["", "Raw numbers, every case's round times and load averages: `benchmarks/results/*.json`."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    text = DOC.read_text(encoding="utf-8") if DOC.is_file() else f"# Performance\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text = text.rstrip() + f"\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(f"{head}{BEGIN}\n{table()}\n{END}{tail}", encoding="utf-8")
+    print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()

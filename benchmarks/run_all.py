@@ -1,0 +1,40 @@
+"""``make bench``: every benchmark in turn, then the table in docs/performance.md.
+
+Each benchmark runs as its own process, so one that fails is reported and the others still
+run; the exit status is 1 if any failed. The total time and the load average at start and
+end go to benchmarks/results/run_all.json (the issue's budget is 30 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from benchmarks.common import REPO, loadavg, write_result
+
+BENCHMARKS = ["bench_overhead", "bench_flower", "bench_workers", "bench_population", "bench_export"]
+
+
+def main(argv: list[str]) -> int:
+    names = argv or BENCHMARKS
+    t0 = time.perf_counter()
+    start_load = loadavg()
+    steps = []
+    for name in names:
+        t = time.perf_counter()
+        print(f"\n### {name} (load average {loadavg()})", flush=True)
+        rc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}"], cwd=REPO).returncode
+        steps.append({"benchmark": name, "exit": rc, "seconds": round(time.perf_counter() - t, 1),
+                      "loadavg_after": loadavg()})
+    total = round(time.perf_counter() - t0, 1)
+    write_result("run_all", {"total_seconds": total, "loadavg_start": start_load,
+                             "loadavg_end": loadavg(), "steps": steps})
+    rc = subprocess.run([sys.executable, "-m", "benchmarks.report"], cwd=REPO).returncode
+    failed = [s["benchmark"] for s in steps if s["exit"]]
+    print(f"\nmake bench: {total / 60:.1f} min" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed or rc else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
