@@ -14,6 +14,7 @@ help:
 	@echo "make test       run the test suite (what CI runs)"
 	@echo "make test-slow  run the slow end-to-end tests"
 	@echo "make install    create .venv with the pinned dependencies"
+	@echo "make bench      run the performance benchmarks (table in docs/performance.md)"
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (fl_sim needs Python 3.11)"; exit 2; }
@@ -52,3 +53,9 @@ REF_STAMP := .venv-ref/.installed
 .venv-ref: $(REF_STAMP)
 $(REF_STAMP): tests/reference/requirements-ref.txt scripts/make_ref_venv.sh
 	PYTHON_REF=$(PYTHON) bash scripts/make_ref_venv.sh
+
+# make bench: the performance benchmarks (benchmarks/; under 30 min on 2 cores). Writes
+# benchmarks/results/*.json and the table in docs/performance.md.
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all
