@@ -45,7 +45,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from fl_sim.export.formats import FORMATS, INT8_FORMATS, SPARSE_FORMATS  # noqa: F401 - re-exported
+from fl_sim.export.formats import FORMATS, INT8_FORMATS
 
 RepresentativeData = Callable[[], Iterable[tuple[str, dict]]]
 

@@ -19,8 +19,6 @@ Data used (all documented in the report):
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import shutil
 import tempfile
 import time
@@ -33,7 +31,6 @@ from fl_sim.export.formats import DESCRIPTIONS, FORMATS, SPARSE_FORMATS, UNSUPPO
 from fl_sim.export.runs import (ExportError, RunWeights, check_weights, load_run, resolve_run_dir,
                                sub_runs)
 
-log = logging.getLogger(__name__)
 
 CALIBRATION_PER_CLIENT = 4
 #: One-shot export-time sparsity when the run was not pruned.
