@@ -47,7 +47,7 @@ clean-cache:
 
 # .venv-ref: tensorflow-privacy 0.9 / TF 2.15.1 oracle for tests/integration/test_tfp_crosscheck.py,
 # a separate pinned venv (TF 2.15 needs protobuf<5, which Flower cannot share). The script
-# rebuilds only when tests/reference/requirements-ref.txt changed (hash in the stamp).
+# rebuilds only when the pins in tests/reference/requirements-ref.txt change (hash in the stamp).
 REF_STAMP := .venv-ref/.installed
 .PHONY: .venv-ref
 .venv-ref: $(REF_STAMP)

@@ -4,10 +4,11 @@
 # It is separate from .venv because TF 2.15 needs protobuf<5, which current Flower cannot
 # use; fl_sim never imports anything from it.
 #
-# Idempotent: the stamp file .venv-ref/.installed holds the sha256 of
-# tests/reference/requirements-ref.txt. When it matches, the stamp is only touched (so
+# Idempotent: the stamp file .venv-ref/.installed holds the sha256 of the pins in
+# tests/reference/requirements-ref.txt (comments and blank lines dropped, so editing a
+# pin's reason does not cost a rebuild). When it matches, the stamp is only touched (so
 # make's timestamp rule is satisfied); otherwise the venv is rebuilt from scratch. The test
-# checks the same hash, so a stale venv fails the test instead of silently being used.
+# computes the same hash, so a stale venv fails the test instead of silently being used.
 #   REF_VENV (default .venv-ref), PYTHON_REF (default python3.11) override the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,9 @@ PY=${PYTHON_REF:-python3.11}
 STAMP="$VENV/.installed"
 LOG="$VENV/build.log"
 
-want=$(sha256sum "$REQ" | cut -d' ' -f1)
+# Keep in sync with _pins_hash() in tests/integration/test_tfp_crosscheck.py.
+want=$(sed -e 's/#.*//' -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' "$REQ" | grep -v '^$' \
+       | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
     touch "$STAMP"
     echo "make_ref_venv: $VENV is up to date"
@@ -29,7 +32,7 @@ command -v "$PY" >/dev/null || { echo "make_ref_venv: error: $PY not found (the 
     || { echo "make_ref_venv: error: $PY is not Python 3.11 (TF 2.15.1 has wheels for 3.9-3.11 only)" >&2; exit 2; }
 
 start=$(date +%s)
-echo "make_ref_venv: building $VENV from $REQ (1-3 minutes, ~1.5 GB download the first time)"
+echo "make_ref_venv: building $VENV from $REQ (1-5 minutes; 2 GB installed)"
 rm -rf "$VENV"
 "$PY" -m venv "$VENV"
 # pip's output goes to a log (the mirror config here prints hundreds of harmless warnings);

@@ -68,6 +68,8 @@ TFP_DPSGD_ORDERS = ([1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0, 4.5]
 SHAPES = [(6, 4), (4,), (3, 2, 2)]
 FIXED = {"clip": 1.0, "m": 15, "n": 12}
 ADAPTIVE = {"c0": 0.1, "gamma": 0.7, "eta": 0.2, "m": 20, "rounds": 40}
+# One round whose norms are exactly the clip (0.5, exact in float32 and float64).
+TIE = {"c0": 0.5, "gamma": 0.5, "eta": 0.2, "m": 4, "rounds": 1}
 NOISE = {"z": 1.2, "clip": 0.5, "m": 40, "size": 200_000, "population": 400, "rounds": 50,
          "delta": 1e-5}
 # (population N, cohort m, rounds, z, delta): q from 0.01 to 1, 1 to 2000 rounds.
@@ -82,7 +84,7 @@ ACC_CASES = [
 CAL_CASES = [(1000, 10, 100, 1.0, 1e-5), (10000, 100, 2000, 4.0, 1e-5)]
 REL = 1e-6
 BUILD_HINT = ("Build it with `make .venv-ref` (or `bash scripts/make_ref_venv.sh`; needs "
-              "python3.11 and network access to PyPI, 1-3 minutes). `make test` does this "
+              "python3.11 and network access to PyPI, 1-5 minutes). `make test` does this "
               "first.")
 
 
@@ -106,14 +108,19 @@ def _rel(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
 
 
+def _pins_hash():
+    """sha256 of the pins without comments, as scripts/make_ref_venv.sh writes it."""
+    lines = [line.split("#", 1)[0].strip() for line in REF_REQ.read_text().splitlines()]
+    return hashlib.sha256("".join(f"{x}\n" for x in lines if x).encode()).hexdigest()
+
+
 def _check_ref_venv():
     """Fail (never skip) unless .venv-ref exists and was built from the current pins."""
     if not REF_PY.exists() or not REF_STAMP.exists():
         pytest.fail(f"the tensorflow-privacy reference venv {REF_VENV} is missing. "
                     f"{BUILD_HINT}", pytrace=False)
-    want = hashlib.sha256(REF_REQ.read_bytes()).hexdigest()
-    if REF_STAMP.read_text().strip() != want:
-        pytest.fail(f"{REF_VENV} was built from an older {REF_REQ.name}; rebuild it. "
+    if REF_STAMP.read_text().strip() != _pins_hash():
+        pytest.fail(f"{REF_VENV} was built from other pins than {REF_REQ.name}'s. "
                     f"{BUILD_HINT}", pytrace=False)
 
 
@@ -159,6 +166,14 @@ def oracle(tmp_path_factory):
         upd = _client_updates(r, int(r.integers(14, 27)))  # n != m: exercises the centering
         rounds.append(upd)
         _stack(f"ad_r{k}", upd, inp)
+    # Three updates with norm exactly C (one non-zero coordinate) and one with norm 2.
+    ties = []
+    for k, norm in enumerate((0.5, 0.5, 0.5, 2.0)):
+        u = [np.zeros(sh, np.float32) for sh in SHAPES]
+        u[k % len(SHAPES)].flat[k] = norm
+        ties.append(u)
+    inp.update({f"tie_{k}": v for k, v in TIE.items()}, tie_n_tensors=len(SHAPES))
+    _stack("tie_r0", ties, inp)
     count_std = NOISE["m"] / 20
     zd = split_noise_multiplier(NOISE["z"], count_std)
     inp.update({f"noise_{k}": v for k, v in NOISE.items()}, noise_count_std=count_std,
@@ -186,7 +201,7 @@ def oracle(tmp_path_factory):
                     f"{run.stdout[-3000:]}\n{run.stderr[-5000:]}", pytrace=False)
     out = dict(np.load(tmp / "out.npz"))
     return {"out": out, "fixed_updates": fixed_updates, "rounds": rounds, "zd": zd,
-            "count_std": count_std}
+            "count_std": count_std, "ties": ties}
 
 
 def test_reference_venv_is_built():
@@ -244,6 +259,22 @@ def test_adaptive_clip_trajectory_and_means_match_quantile_adaptive_query(oracle
     print(f"adaptive clip, {len(rounds)} rounds: clip {clips[0]:.3g} -> {next_clips[-1]:.4g}; "
           f"max rel clip diff {_rel(next_clips, out['ad_next_clip']):.3g}; "
           f"max |mean diff| {worst_mean:.3g}")
+
+
+def test_adaptive_clip_counts_a_norm_equal_to_the_clip_as_unclipped(oracle):
+    # Prepare: 3 of 4 norms equal C exactly; "<=" gives b~ = 0.75, "<" would give 0
+    out = oracle["out"]
+    agg = DPAggregator(noise_multiplier=0.0, clip_norm=TIE["c0"], expected_cohort=TIE["m"],
+                       adaptive=True, target_quantile=TIE["gamma"], clip_lr=TIE["eta"],
+                       clipped_count_stddev=0.0)
+    # Execute
+    mean, report = agg.aggregate(oracle["ties"], server_round=1)
+    # Assert
+    assert report["num_clipped"] == 1
+    assert report["noisy_unclipped_fraction"] == 0.75
+    np.testing.assert_allclose(report["next_clip_norm"], out["tie_next_clip"][0], rtol=1e-6)
+    for j, got in enumerate(mean):
+        np.testing.assert_allclose(got, out[f"tie_mean_r0_t{j}"], rtol=1e-6, atol=1e-8)
 
 
 def test_noise_scale_and_adaptive_noise_split(oracle):

@@ -14,6 +14,7 @@ OUT.npz gets what tensorflow-privacy's queries and accounting helpers compute fo
 - adaptive clip, zero noise and zero count noise:
   ``NormalizedQuery(QuantileAdaptiveClipSumQuery(..., geometric_update=True), m)`` (TFF's
   ``gaussian_adaptive``) over several rounds -> the clip used each round and the means;
+  and one round where norms equal the clip exactly (is a tie "unclipped"?);
 - noise scale: both queries with noise on all-zero records -> empirical std of the mean,
   and the DpEvent the adaptive query itself reports;
 - accounting, for each case of a small grid: ``compute_dp_sgd_privacy`` (Poisson, RDP,
@@ -80,10 +81,11 @@ def _adaptive_query(c0, z, gamma, eta, count_std, m):
         denominator=m)
 
 
-def adaptive_clip(inp, out):
-    nt, rounds = int(inp["ad_n_tensors"]), int(inp["ad_rounds"])
-    query = _adaptive_query(float(inp["ad_c0"]), 0.0, float(inp["ad_gamma"]),
-                            float(inp["ad_eta"]), 0.0, float(inp["ad_m"]))
+def adaptive_clip(inp, out, p="ad"):
+    """The ``{p}_*`` run: clip before/after each round and each round's mean."""
+    nt, rounds = int(inp[f"{p}_n_tensors"]), int(inp[f"{p}_rounds"])
+    query = _adaptive_query(float(inp[f"{p}_c0"]), 0.0, float(inp[f"{p}_gamma"]),
+                            float(inp[f"{p}_eta"]), 0.0, float(inp[f"{p}_m"]))
     state = query.initial_global_state()
     # Graph mode (as TFF runs the query) for the per-client step: ~800 eager calls
     # otherwise dominate the oracle's run time. One trace: the shapes never change.
@@ -91,13 +93,13 @@ def adaptive_clip(inp, out):
     clips, next_clips = [], []
     for r in range(rounds):
         clips.append(float(query.derive_metrics(state)["clip"]))
-        records = _records(inp, f"ad_r{r}", nt)
+        records = _records(inp, f"{p}_r{r}", nt)
         mean, state, _ = _run_round(query, state, records, records[0], accumulate)
         next_clips.append(float(query.derive_metrics(state)["clip"]))
         for j, t in enumerate(mean):
-            out[f"ad_mean_r{r}_t{j}"] = t
-    out["ad_clip"] = np.array(clips)
-    out["ad_next_clip"] = np.array(next_clips)
+            out[f"{p}_mean_r{r}_t{j}"] = t
+    out[f"{p}_clip"] = np.array(clips)
+    out[f"{p}_next_clip"] = np.array(next_clips)
 
 
 def noise_scale(inp, out):
@@ -209,6 +211,7 @@ def main(argv):
     out = {}
     fixed_clip(inp, out)
     adaptive_clip(inp, out)
+    adaptive_clip(inp, out, "tie")  # norms exactly equal to the clip
     noise_scale(inp, out)
     accounting(inp, out)
     calibration(inp, out)
