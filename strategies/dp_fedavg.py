@@ -8,29 +8,27 @@ aggregation step with clip -> sum -> Gaussian noise -> fixed denominator
 dp-accounting; a configured ``max_epsilon`` stops the run before the round that would
 exceed it.
 
-Why not Flower's ``DifferentialPrivacyServerSideFixedClipping``: it samples nodes, not
-clients, has no Poisson sampling or ledger, and divides by the number of replies; the
-accountant here needs a fixed denominator and sampling that matches the DpEvent.
+Why not Flower's ``DifferentialPrivacyServerSideFixedClipping``: its noise comes from
+NumPy's global RNG (not reproducible from the seed, not exact on resume), it requires the
+number of replies to equal a fixed ``num_sampled_clients`` (no Poisson sampling with the
+fixed denominator ``q N``), and it keeps no ledger (docs/privacy.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
-from flwr.serverapp import Grid
-from flwr.serverapp.strategy import Strategy
 
 from fl_sim.config import ExperimentConfig
 from fl_sim.privacy import DPAggregator, PrivacyLedger, calibrate_noise
 from strategies.fedavg import FedAvgDelta
+from strategies.wrapper import StrategyWrapper
 
 
-class DPFedAvg(Strategy):
+class DPFedAvg(StrategyWrapper):
     def __init__(self, inner: FedAvgDelta, cfg: ExperimentConfig, population: int):
         p = cfg.privacy
-        self.inner, self.cfg = inner, cfg
+        super().__init__(inner)
+        self.cfg = cfg
         m = cfg.server.clients_per_round
         if m > population:
             raise ValueError(f"server.clients_per_round = {m} exceeds the {population} training "
@@ -56,23 +54,6 @@ class DPFedAvg(Strategy):
                 "noise_std", "fraction_clipped", "num_clipped", "noisy_unclipped_fraction")
         return mean, {k: float(report[k]) for k in keep if k in report}
 
-    # -- Flower Strategy interface: delegate ---------------------------------------------
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
-        return self.inner.configure_train(server_round, arrays, config, grid)
-
-    def aggregate_train(self, server_round, replies):
-        return self.inner.aggregate_train(server_round, replies)
-
-    def configure_evaluate(self, server_round, arrays, config, grid):
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round, replies) -> MetricRecord | None:
-        return self.inner.aggregate_evaluate(server_round, replies)
-
-    def summary(self) -> None:
-        self.inner.summary()
-
     # -- fl_sim hooks --------------------------------------------------------------------
     def before_round(self, server_round: int) -> str | None:
         p = self.cfg.privacy
@@ -83,9 +64,6 @@ class DPFedAvg(Strategy):
                         f"{nxt if nxt is None else round(nxt, 4)} > privacy.max_epsilon = "
                         f"{p.max_epsilon} at delta = {self.ledger.delta:.3g} after round {server_round}")
         return self.inner.before_round(server_round)
-
-    def after_round(self, server_round, weights):
-        return self.inner.after_round(server_round, weights)
 
     def round_metrics(self, server_round: int) -> dict:
         eps = self.ledger.epsilons()
@@ -109,12 +87,6 @@ class DPFedAvg(Strategy):
         return {**self.inner.final_report(), "noise_multiplier": self.z,
                 "epsilon_rdp": eps["rdp"], "epsilon_pld": eps["pld"], "delta": eps["delta"],
                 "privacy": facts, "privacy_statement": text}
-
-    def state(self) -> dict[str, np.ndarray]:
-        return self.inner.state()
-
-    def load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.inner.load_state(state)
 
     def extra_state(self) -> dict:
         return {**self.inner.extra_state(), "privacy_ledger": self.ledger.to_dict(),

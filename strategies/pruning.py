@@ -31,17 +31,15 @@ table from a kernel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from logging import INFO, WARNING
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.common.logger import log
-from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fl_sim.config import ExperimentConfig
 from fl_sim.pruning import FederatedPruner, sparsity_report
+from strategies.wrapper import StrategyWrapper
 
 STATE_PREFIX = "pruning_"
 
@@ -65,31 +63,18 @@ def check_schedule(cfg: ExperimentConfig) -> int:
     return end
 
 
-class FederatedPruning(Strategy):
+class FederatedPruning(StrategyWrapper):
     """Wrap ``inner`` (FedAvgDelta or DPFedAvg) with the ``[pruning]`` schedule of ``cfg``."""
 
     def __init__(self, inner: Strategy, cfg: ExperimentConfig, names: list[str] | None = None):
-        self.inner, self.cfg = inner, cfg
+        super().__init__(inner)
+        self.cfg = cfg
         self.names = names
         self.pruner: FederatedPruner | None = None
         self._pending_state: dict[str, np.ndarray] | None = None
         self._last: dict = {}
         # Fail at construction on a schedule that cannot run (the CLI checks it first: exit 2).
         self.end_round = check_schedule(cfg)
-
-    # -- Flower Strategy interface: delegate ---------------------------------------------
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
-        return self.inner.configure_train(server_round, arrays, config, grid)
-
-    def aggregate_train(self, server_round, replies):
-        return self.inner.aggregate_train(server_round, replies)
-
-    def configure_evaluate(self, server_round, arrays, config, grid):
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round, replies) -> MetricRecord | None:
-        return self.inner.aggregate_evaluate(server_round, replies)
 
     def summary(self) -> None:
         self.inner.summary()
@@ -111,9 +96,6 @@ class FederatedPruning(Strategy):
                 self.pruner.load_state(self._pending_state)
                 self._pending_state = None
         return self.pruner
-
-    def before_round(self, server_round: int) -> str | None:
-        return self.inner.before_round(server_round)
 
     def after_round(self, server_round: int, weights: list[np.ndarray]) -> list[np.ndarray]:
         weights = self.inner.after_round(server_round, weights)
@@ -149,9 +131,3 @@ class FederatedPruning(Strategy):
             self.pruner.load_state(own)
         else:
             self._pending_state = own   # the pruner is built on the first round (needs shapes)
-
-    def extra_state(self) -> dict:
-        return self.inner.extra_state()
-
-    def load_extra_state(self, extra: dict) -> None:
-        self.inner.load_extra_state(extra)

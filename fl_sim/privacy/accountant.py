@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from typing import Any, Sequence
 
 import dp_accounting
