@@ -22,19 +22,43 @@ from fl_sim.fedavg import make_server_optimizer, weighted_mean
 from fl_sim.sampling import sample_clients
 
 
-def partition_clients(client_ids: list[str], num_partitions: int) -> dict[str, int]:
-    """Client id -> partition id: contiguous, near-equal slices of ``client_ids`` in order.
+class ClientPartitions:
+    """Client id -> partition id: contiguous, near-equal slices of ``client_ids`` in order
+    (client at position i belongs to partition ``i * num_partitions // len(client_ids)``).
 
     ``client_ids`` is the corpus's training-client list (fixed by data config and seed), so
-    the server and every node compute the same slices.
+    the server and every node compute the same slices. A lazy population (ClientIds)
+    stays lazy: its ``index`` is O(1).
     """
-    n = len(client_ids)
-    return {cid: (i * num_partitions) // n for i, cid in enumerate(client_ids)}
+
+    def __init__(self, client_ids, num_partitions: int):
+        self.n, self.num_partitions = len(client_ids), num_partitions
+        if isinstance(client_ids, ClientIds):
+            self._position = client_ids.index
+        else:
+            self._position = {cid: i for i, cid in enumerate(client_ids)}.__getitem__
+
+    def __getitem__(self, cid: str) -> int:
+        try:
+            return self._position(cid) * self.num_partitions // self.n
+        except ValueError:
+            raise KeyError(cid) from None
+
+    def get(self, cid: str, default=None):
+        try:
+            return self[cid]
+        except KeyError:
+            return default
+
+
+def partition_clients(client_ids, num_partitions: int) -> ClientPartitions:
+    """Which partition owns each client (see ClientPartitions)."""
+    return ClientPartitions(client_ids, num_partitions)
 
 
 def split_over_nodes(cohort: list[str], node_ids: list[int],
                      node_partitions: dict[int, int] | None = None,
-                     client_partitions: dict[str, int] | None = None) -> dict[int, list[str]]:
+                     client_partitions: ClientPartitions | None = None) -> dict[int, list[str]]:
     """Node id -> the cohort clients it trains this round.
 
     Without partitions (simulation) any node trains any client: round-robin over the
@@ -84,7 +108,7 @@ class FedAvgDelta(Strategy):
         self.aggregator = self.weighted_average
         # A deployment with partitioned SuperNodes sets these (see split_over_nodes).
         self.node_partitions: dict[int, int] | None = None
-        self.client_partitions: dict[str, int] | None = None
+        self.client_partitions: ClientPartitions | None = None
         self.num_partitions = 0
         self.last_plan: dict[int, list[str]] = {}
 

@@ -89,6 +89,11 @@ def test_partitions_are_contiguous_slices_and_plan_respects_them():
     ids = [f"c{i}" for i in range(10)]
     part = partition_clients(ids, 3)
     assert [part[c] for c in ids] == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+    from fl_sim.data.population import ClientIds
+
+    lazy = ClientIds(0, 10, 1)  # the same ids, never materialized
+    assert list(lazy) == ids and [partition_clients(lazy, 3)[c] for c in ids] == [part[c] for c in ids]
+    assert part.get("nobody") is None
     nodes = {101: 0, 202: 1, 303: 2, 404: 2}  # two nodes share partition 2
     plan = split_over_nodes(["c0", "c5", "c7", "c8", "c9"], list(nodes), nodes, part)
     assert plan == {101: ["c0"], 202: ["c5"], 303: ["c7", "c9"], 404: ["c8"]}
@@ -187,5 +192,30 @@ def test_tls_cluster_refuses_an_unregistered_supernode(tmp_path):
         # The registered SuperNode is still the only one, and still up.
         assert run_cli("cluster", "status", "--dir", d).returncode == 0
         assert link_log.read_text().count("[Fleet.ActivateNode] Activated") == 1
+    finally:
+        run_cli("cluster", "down", "--dir", d, timeout=120)
+
+
+@pytest.mark.slow
+def test_tls_authenticated_cluster_runs_an_experiment(tmp_path):
+    import subprocess
+
+    from fl_sim.cluster import REPO
+
+    certs = tmp_path / "certs"
+    subprocess.run(["bash", str(REPO / "scripts" / "gen_certs.sh"), str(certs), "2"], check=True,
+                   capture_output=True, timeout=120)
+    d = tmp_path / "tls-cluster"
+    up = run_cli("cluster", "up", "--dir", d, "--supernodes", 2, "--tls", certs, "--timeout", 90,
+                 timeout=300)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        res = run_cli("cluster", "run", "--dir", d, SMOKE, "--rounds", 1, "--out", tmp_path / "out",
+                      "--timeout", 500, timeout=560)
+        assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+        (run_dir,) = run_dirs(tmp_path / "out", "smoke")
+        (r1, final) = rows(run_dir)
+        assert r1["clients_completed"] == 4 and final["type"] == "final"
+        assert "root-certificates" in (d / "flwr-home" / "config.toml").read_text()
     finally:
         run_cli("cluster", "down", "--dir", d, timeout=120)
