@@ -28,7 +28,7 @@ Z_TOL = 1e-5
 def calibrate_noise(target_epsilon: float, delta: float | None, rounds: int,
                     sampling: str, population: int, expected_cohort: float,
                     accountant: str = "rdp", z_tol: float = Z_TOL,
-                    rdp_orders=None, pld_discretization: float = 1e-4) -> float:
+                    rdp_orders=None, pld_discretization: float | None = None) -> float:
     """Smallest noise multiplier with ``epsilon <= target_epsilon`` after ``rounds`` rounds.
 
     Parameters

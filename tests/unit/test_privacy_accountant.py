@@ -172,3 +172,16 @@ def test_calibration_is_on_the_private_side_even_with_a_coarse_tolerance():
         assert ledger.epsilon() <= target
         if target == 2.0:
             assert abs(z - fine) <= 0.05
+
+
+def test_auto_pld_step_is_a_valid_bound_close_to_the_fine_one():
+    # Large epsilon: the automatic step is 1e-5 * eps_rdp (coarser than 1e-4), which must
+    # stay pessimistic (>= the fine grid's epsilon) and close to it.
+    auto = PrivacyLedger(1248, 50, "poisson")
+    fine = PrivacyLedger(1248, 50, "poisson", pld_discretization=1e-4)
+    for led in (auto, fine):
+        led.record_round(0.3, 20)
+    assert auto.epsilon("rdp") * 1e-5 > 1e-4          # the automatic step really is coarser
+    a, f = auto.epsilon("pld"), fine.epsilon("pld")
+    assert f <= a <= f * (1 + 1e-4)
+    assert PrivacyLedger.from_dict(auto.to_dict()).epsilon("pld") == a
