@@ -141,6 +141,11 @@ def cmd_run(args, parser) -> int:
     except Exception as exc:  # the run's own failure: say where its files are
         print(f"fl-sim: run failed: {exc}\nPartial results (resumable): {run_dir}", file=sys.stderr)
         return 1
+    from fl_sim.cluster import aborted_reason
+
+    if reason := aborted_reason(str(run_dir)):  # server.below_min_clients = "abort"
+        print(f"fl-sim: run {reason}; results: {run_dir}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -237,7 +237,8 @@ class FederatedRun:
                  "baseline_accuracy_no_oov_eos": baseline["accuracy_no_oov_eos"],
                  "baseline_word": baseline.get("word"),
                  **{f"eval_{k}": v for k, v in last_eval.items()},
-                 "rounds_completed": int(self.log.rows()[-1]["round"]) if self.log.rows() else 0,
+                 "rounds_completed": max((int(r["round"]) for r in self.log.rows()
+                                          if "abort_reason" not in r), default=0),
                  "stopped_reason": stop_reason,
                  **strategy.final_report(),
                  "wall_time_s": round(time.perf_counter() - t0, 2)}

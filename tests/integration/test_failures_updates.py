@@ -95,3 +95,27 @@ def test_all_updates_rejected_skips_the_round():
     s = make(max_update_bytes=10)
     new, m = run_round(s, {1: [("c0", update(1.0), metrics()), ("c1", update(2.0), metrics())]})
     assert new is None and m["skipped"] == 1 and m["clients_rejected"] == 2
+
+
+def test_simulation_run_rejects_oversized_updates_and_aborts_with_a_named_reason(tmp_path):
+    """End to end in the simulation runtime: every update of the smoke model (1,866 float32
+    parameters, 7,464 bytes) is over a 1,000-byte limit, so round 1 has 0 of the 2 required
+    updates and the run aborts (server.below_min_clients = "abort") with exit code 1."""
+    import json
+
+    from tests.integration.conftest import run_cli, run_dirs
+
+    proc = run_cli("run", "experiments/smoke.toml", "--rounds", 2, "--out", tmp_path,
+                   "--set", "server.max_update_bytes=1000", "--set", "server.min_clients=2",
+                   "--set", 'server.below_min_clients="abort"')
+    reason = ("aborted in round 1: 0 clients completed, fewer than server.min_clients = 2 "
+              "(server.below_min_clients = 'abort')")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert reason in proc.stderr
+    (run_dir,) = run_dirs(tmp_path, "smoke")
+    r1, final = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert (r1["clients_rejected"], r1["clients_completed"], r1["skipped"]) == (4, 0, 1)
+    assert r1["abort_reason"] == reason and final["stopped_reason"] == reason
+    assert final["rounds_completed"] == 0
+    assert not list((run_dir / "checkpoints").glob("round-*.npz"))  # a resume retries round 1
+    assert "stopped early: " + reason in (run_dir / "summary.md").read_text()
