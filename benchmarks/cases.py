@@ -68,32 +68,43 @@ def pure(case: dict) -> dict:
                                 cfg.experiment.seed, rnd)
         plan.append([tf.constant(trainer.batches_for(corpus.client_train(cid), rnd, cid))
                      for cid in cohort])
-    times, steps = [], []
+    times, cpu, steps = [], [], []
     for batches in plan:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for b in batches:
             trainer.set_weights(weights)
             trainer._local_pass(b)
         trainer.variables[0].numpy()  # make sure the last pass finished
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         steps.append(int(sum(int(b.shape[0]) for b in batches)))
-    return {"round_times_s": [round(t, 4) for t in times], "steps_per_round": steps}
+    return {"round_times_s": [round(t, 4) for t in times], "round_cpu_s": [round(c, 3) for c in cpu],
+            "steps_per_round": steps}
 
 
 # --------------------------------------------------------------------------- sim
 
 
-class TreeRss:
-    """Peak resident memory of this process and all its descendants (Ray's too).
+class TreeMonitor:
+    """Peak RSS and CPU time of this process and all its descendants (Ray's too).
 
-    Polls /proc: VmHWM is each process's own peak, so a process sampled at least once
-    shortly before it exits reports (nearly) its true peak. Linux only.
+    Polls /proc (Linux only). VmHWM is each process's own peak, so a process read shortly
+    before it exits reports (nearly) its true peak; the tree is re-scanned every second,
+    the CPU times of the processes found are read every ``interval``. With ``watch`` (a
+    metrics.jsonl), the tree's CPU total is recorded each time a row is appended, which
+    gives CPU seconds per round: a measure of work done that, unlike wall time, barely
+    depends on what else the shared machine is running.
     """
 
-    def __init__(self, interval: float = 0.25) -> None:
-        self.interval = interval
+    def __init__(self, interval: float = 0.2, watch: Path | None = None) -> None:
+        self.interval, self.watch = interval, watch
         self.peaks: dict[int, tuple[str, int]] = {}  # pid -> (role, VmHWM bytes)
         self.started: dict[int, str] = {}  # pid -> start time (field 22 of /proc/pid/stat)
+        self.cpu: dict[int, float] = {}  # pid -> last seen utime + stime, seconds
+        self.rows: list[tuple[float, float]] = []  # (wall time, tree CPU s) per appended row
+        self._last_scan = 0.0
+        self._watch_size = -1
+        self._tick = os.sysconf("SC_CLK_TCK")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -104,11 +115,12 @@ class TreeRss:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self._poll()
+        self._poll(scan=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self._poll()
+            now = time.monotonic()
+            self._poll(scan=now - self._last_scan >= 1.0)
 
     @staticmethod
     def _children() -> dict[int, list[int]]:
@@ -124,15 +136,13 @@ class TreeRss:
             kids.setdefault(ppid, []).append(int(d))
         return kids
 
-    def _poll(self) -> None:
+    def _scan(self) -> None:
         me = os.getpid()
         kids = self._children()
-        todo, tree = [me], []
+        todo = [me]
         while todo:
             pid = todo.pop()
-            tree.append(pid)
             todo.extend(kids.get(pid, []))
-        for pid in tree:
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -142,9 +152,32 @@ class TreeRss:
                         if line.startswith("VmHWM:")), 0)
             role = ("driver" if pid == me else
                     "worker" if ("ClientAppActor" in cmd or "default_worker" in cmd) else "ray")
-            self.started[pid] = self._start_time(pid)
+            self.started.setdefault(pid, self._start_time(pid))
             if hwm >= self.peaks.get(pid, ("", 0))[1]:
                 self.peaks[pid] = (role, hwm)
+        self._last_scan = time.monotonic()
+
+    def _poll(self, scan: bool) -> None:
+        if scan:
+            self._scan()
+        for pid in list(self.started):
+            try:
+                f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited: keep its last CPU reading
+            if f[19] == self.started[pid]:
+                self.cpu[pid] = (int(f[11]) + int(f[12])) / self._tick
+        if self.watch is not None:
+            try:
+                size = self.watch.stat().st_size
+            except OSError:
+                return
+            if size != self._watch_size:
+                self._watch_size = size
+                n = sum(1 for ln in self.watch.read_text().splitlines() if ln.strip())
+                total = sum(self.cpu.values())
+                while len(self.rows) < n:
+                    self.rows.append((time.perf_counter(), total))
 
     @staticmethod
     def _start_time(pid: int) -> str:
@@ -187,17 +220,21 @@ def sim(case: dict) -> dict:
     from fl_sim.simulation import simulate
 
     rounds = int(case["rounds"])
+    # The extra last round evaluates (always, in fl_sim); a small evaluation keeps it short.
     overrides = [*case.get("overrides", []), f"experiment.rounds={rounds + 1}",
-                 "server.eval_every=0", "experiment.compare=[]"]
+                 "server.eval_every=0", "server.eval_max_sequences=64", "experiment.compare=[]"]
     cfg = load_cfg({**case, "overrides": overrides})
     run_dir = Path(tempfile.mkdtemp(prefix="flsim-bench-"))
     try:
         t0 = time.perf_counter()
-        with TreeRss() as rss:
+        with TreeMonitor(watch=run_dir / "metrics.jsonl") as mon:
             simulate(cfg, run_dir, progress=lambda s: None)
         total = time.perf_counter() - t0
-        mem = rss.summary() if case.get("rss") else {}
-        mem["leftover_processes_killed"] = len(rss.reap())
+        mem = mon.summary() if case.get("rss") else {}
+        mem["leftover_processes_killed"] = len(mon.reap())
+        # CPU seconds of the whole tree per round, from the moments each row appeared.
+        marks = [c for _, c in mon.rows]
+        mem["round_cpu_s"] = [round(b - a, 3) for a, b in zip(marks, marks[1:])][:rounds - 1]
         rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln]
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -230,7 +267,7 @@ def flower(case: dict) -> dict:
     nodes = len(load_corpus(cfg.data, cfg.experiment.seed).train_client_ids)
     marks: list[float] = []
     t0 = time.perf_counter()
-    with TreeRss() as rss:
+    with TreeMonitor() as rss:
         run_simulation(server_app=make_server_app(cfg, nodes, rounds, marks), client_app=client_app,
                        num_supernodes=nodes)  # default backend settings, as the examples
     total = time.perf_counter() - t0
