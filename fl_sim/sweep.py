@@ -236,6 +236,11 @@ def frontier_plot(rows: list[dict], out: Path, title: str = "") -> Path:
     xscale = "log" if any(r["private"] and (r["epsilon_rdp"] or 0) > 0 for r in rows) else "linear"
     axes[0].set(xlabel="epsilon (RDP accountant)", ylabel="next-word accuracy", xscale=xscale)
     axes[1].set(xlabel="epsilon (RDP accountant)", ylabel="perplexity", xscale=xscale, yscale="log")
+    # A log axis over less than a decade has no labelled ticks: perplexity goes log only
+    # when the sweep spans one.
+    ppl = [r["perplexity"] for r in rows if r.get("perplexity") and r["perplexity"] > 0]
+    if ppl and max(ppl) / min(ppl) < 10:
+        axes[1].set_yscale("linear")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
