@@ -20,11 +20,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from fl_sim.config import MODEL_KINDS, ConfigError, ExperimentConfig, load_experiment
+from fl_sim.config import MODEL_KINDS, ConfigError, ExperimentConfig, load_experiment, read_toml
 from fl_sim.results import atomic_write_text
 
 SWEEP_KEYS = {"name", "experiment", "models", "noise_multipliers", "target_epsilons",
@@ -69,12 +68,7 @@ class Sweep:
 def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
     where = str(path)
-    if not path.is_file():
-        raise ConfigError(f"{where}: no such sweep file")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    raw = read_toml(path, "sweep")
     if set(raw) != {"sweep"}:
         raise ConfigError(f"{where}: expected exactly one [sweep] table, got {sorted(raw)}")
     s = raw["sweep"]
