@@ -129,7 +129,8 @@ def table() -> str:
                 lines.append(f"| {v['format']} | {size} | {rel} | {ms(v['per_token_ms'])} | {ms(v['per_token_ms_xnnpack'])} |")
         else:
             lines.append(f"Not measured: {e.get('reason') or e.get('stage', '')}.")
-    lines += ["", "Raw numbers, every case's round times and load averages: `benchmarks/results/*.json`."]
+    lines += ["", "Raw numbers, every case's round times and load averages: `benchmarks/results/*.json` "
+              "(written by each run; git-ignored, like `results/`)."]
     return "\n".join(lines)
 
 
