@@ -103,7 +103,7 @@ class ServerConfig:
 class SimulationConfig:
     backend: str = _f("ray", choices=("ray",), doc="Flower simulation backend")
     num_workers: int = _f(1, lo=1, doc="concurrent ClientApp worker processes (Ray actors)")
-    num_supernodes: int = _f(0, lo=0, doc="simulated nodes (0 = clients_per_round); any node trains any client")
+    num_supernodes: int = _f(0, lo=0, doc="simulated nodes (0 = 2 per worker, at most clients_per_round); any node trains any client")
 
 
 @dataclass(frozen=True)
