@@ -94,7 +94,7 @@ def markdown(report: dict) -> str:
                      f"{kp.get('accuracy', float('nan')):.4f}.")
     lines += ["", "## Formats", "",
               "| format | size | vs float32 | sparse-encoded weights | zeros in them | accuracy | acc. no OOV/EOS | perplexity "
-              "| Δ acc. vs float32 | top-1 agree (Keras) | top-1 agree (XNNPACK) | max abs Δ logit | per-token ms | per-token ms (XNNPACK) | budget |",
+              "| acc. drop vs float32 | top-1 agree (Keras) | top-1 agree (XNNPACK) | max abs Δ logit | per-token ms | per-token ms (XNNPACK) | budget |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for fmt, e in r["formats"].items():
         if e.get("status") == "not requested":
@@ -121,7 +121,7 @@ def markdown(report: dict) -> str:
             f"| {_f(e.get('accuracy_drop_vs_float32'), '{:+.4f}')} | {t['top1_agreement']:.4f} "
             f"| {xa} | {_f(t['max_abs_logit_diff'], '{:.2e}')} "
             f"| {_f(lat['per_token_ms'], '{:.3f}')} | {_f(xl, '{:.3f}')} | {btxt} |")
-    lines += ["", "Δ acc. is the float32 file's accuracy minus this file's (positive = worse). "
+    lines += ["", "acc. drop is the float32 file's accuracy minus this file's (positive = worse). "
               "Top-1 agreement counts non-PAD positions where the file's argmax equals the Keras model's "
               "(the pruned Keras model for the sparse formats). Per-token latency: `step` for recurrent "
               "models, one `sequence` invocation for transformers."]
@@ -223,7 +223,7 @@ def write_combined_report(out_dir: Path, run_dir: Path, results: list) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"# TFLite export: {Path(run_dir).name}", "",
-             "| model | format | size | vs float32 | sparse-encoded | accuracy | perplexity | Δ acc. vs float32 "
+             "| model | format | size | vs float32 | sparse-encoded | accuracy | perplexity | acc. drop vs float32 "
              "| top-1 agree (Keras) | per-token ms | status |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     combined = {"run_dir": str(run_dir), "models": {}}
@@ -252,7 +252,7 @@ def write_combined_report(out_dir: Path, run_dir: Path, results: list) -> None:
 
 def summary_table(results: list) -> str:
     """The size / accuracy / latency table ``fl-sim export`` prints (one row per model and format)."""
-    lines = ["| model | format | size | vs float32 | encoded sparsity | accuracy | Δ acc. vs float32 "
+    lines = ["| model | format | size | vs float32 | encoded sparsity | accuracy | acc. drop vs float32 "
              "| top-1 agree | per-token ms | status |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for res in results:
