@@ -13,6 +13,7 @@ import os
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients.faults import crashes
 from fl_sim import protocol
 from fl_sim.config import ExperimentConfig
 
@@ -84,7 +85,10 @@ def train(msg: Message, context: Context) -> Message:
         check_ownership(list(config["client-ids"]), corpus.train_client_ids, context)
     global_weights = msg.content[protocol.ARRAYS].to_numpy_ndarrays()
     results = []
+    rate = cfg.simulation.client_failure_rate
     for cid in config["client-ids"]:
+        if crashes(cfg.experiment.seed, server_round, cid, rate):
+            continue  # injected crash: the server counts the client as failed
         delta, metrics = trainer.train(global_weights, corpus.client_train(cid), server_round, cid)
         results.append((cid, delta, metrics))
     return protocol.train_reply(msg, results)

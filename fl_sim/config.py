@@ -104,6 +104,9 @@ class SimulationConfig:
     backend: str = _f("ray", choices=("ray",), doc="Flower simulation backend")
     num_workers: int = _f(1, lo=1, doc="concurrent ClientApp worker processes (Ray actors)")
     num_supernodes: int = _f(0, lo=0, doc="simulated nodes (0 = 2 per worker, at most clients_per_round); any node trains any client")
+    client_failure_rate: float = _f(0.0, lo=0.0, hi=1.0,
+                                    doc="fault injection: each sampled client crashes mid-round "
+                                        "with this probability, drawn from (seed, round, client)")
 
 
 @dataclass(frozen=True)
