@@ -15,6 +15,7 @@ help:
 	@echo "make test-slow  run the slow end-to-end tests"
 	@echo "make install    create .venv with the pinned dependencies"
 	@echo "make bench      run the performance benchmarks (table in docs/performance.md)"
+	@echo "make test-compose  docker-compose cluster end to end (root; docs/deployment.md)"
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (fl_sim needs Python 3.11)"; exit 2; }
@@ -59,3 +60,10 @@ $(REF_STAMP): tests/reference/requirements-ref.txt scripts/make_ref_venv.sh
 .PHONY: bench
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
+
+# make test-compose: the docker-compose cluster end to end (scripts/compose_e2e.sh: private
+# dockerd, debootstrap base image, image build, 2-round run with TLS + SuperNode auth).
+# Needs root; 15-30 min on 2 cores. See docs/deployment.md, "docker-compose".
+.PHONY: test-compose
+test-compose: $(STAMP)
+	$(PY) -m pytest -q -m compose -s tests/e2e/test_compose.py

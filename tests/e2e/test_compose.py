@@ -1,0 +1,27 @@
+"""The docker-compose cluster end to end: scripts/compose_e2e.sh (make test-compose).
+
+Needs root, apt access (docker.io, docker-compose, debootstrap when missing) and the
+Python package index for the image build; takes about 15-30 min on 2 cores (vfs storage).
+Not in the default `make test` (marker `compose`, deselected by pyproject's addopts).
+"""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.compose
+def test_compose_cluster_runs_a_two_round_experiment_with_tls_and_node_auth():
+    if os.geteuid() != 0:
+        pytest.skip("scripts/compose_e2e.sh needs root (dockerd, debootstrap)")
+    timeout = int(os.environ.get("FL_SIM_E2E_TEST_TIMEOUT_S", "5400"))
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "compose_e2e.sh")], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    assert "results OK: /results/smoke/" in out, out[-6000:]
+    assert "compose e2e passed" in out
