@@ -6,7 +6,7 @@
 #   superlink               flower-superlink (TLS + SuperNode authentication), database in $FL_SIM_STATE
 #   supernode I             registers certs/supernodes/node-I.key.pub, then flower-supernode
 #                           with node config 'partition-id=I num-partitions=$FL_SIM_NUM_SUPERNODES'
-#   submit [EXPERIMENT]     flwr run of EXPERIMENT (default experiments/smoke.toml) with
+#   [submit] [EXPERIMENT]   flwr run of EXPERIMENT (default experiments/smoke.toml) with
 #                           node-partitions=true; results in $FL_SIM_RESULTS/<name>/<run_id>/
 #   help | any other command (run as is, e.g. `fl-sim run experiments/smoke.toml`)
 #
@@ -79,6 +79,9 @@ tls_check() {
 
 ROLE=${1:-help}
 [ $# -gt 0 ] && shift
+# `docker-compose run --rm submit experiments/x.toml` replaces the service's command, so a
+# first argument that is an experiment file means `submit` it.
+case "$ROLE" in *.toml) set -- "$ROLE" "$@"; ROLE=submit ;; esac
 cd /app
 
 case "$ROLE" in
