@@ -63,7 +63,7 @@ bench: $(STAMP)
 
 # make test-compose: the docker-compose cluster end to end (scripts/compose_e2e.sh: private
 # dockerd, debootstrap base image, image build, 2-round run with TLS + SuperNode auth).
-# Needs root; 15-30 min on 2 cores. See docs/deployment.md, "docker-compose".
+# Needs root; ~8 min here from a clean checkout. See docs/deployment.md, "docker-compose".
 .PHONY: test-compose
 test-compose: $(STAMP)
 	$(PY) -m pytest -q -m compose -s tests/e2e/test_compose.py
