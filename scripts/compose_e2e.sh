@@ -11,7 +11,8 @@
 #      $PIP_CERT as the extra_ca build secret when set)
 #   5. docker-compose -f docker-compose.yml -f docker/compose.hostnet.yml: certs, superlink
 #      (TLS + SuperNode authentication), supernode-0/1, then `run submit` of a 2-round
-#      experiments/smoke.toml; checks the run directory in the results volume
+#      experiments/smoke.toml; checks the run directory in the results volume, then that a
+#      SuperNode with an unregistered key is refused
 #   6. docker-compose down -v, stop the dockerd started here
 #
 #   scripts/compose_e2e.sh            (or: make test-compose)
@@ -147,7 +148,7 @@ for base in range(20000, 60000, 97):
     print(base); break
 PY
 }
-port=$(free_ports 2)
+port=$(free_ports 3)  # SuperLink, 2 SuperNodes, 1 unregistered SuperNode
 export FL_SIM_IMAGE=$IMAGE COMPOSE_PROJECT_NAME=$PROJECT FL_SIM_NUM_SUPERNODES=2 \
   FL_SIM_SUPERLINK_PORT=$port FL_SIM_SUPERNODE_BASE_PORT=$((port + 1)) FL_SIM_TLS=1
 # With vfs, creating a container copies the whole image: far beyond compose's 60 s default.
@@ -197,4 +198,23 @@ print(f"results OK: {run} ({len(rows)} metrics rows, rounds {rounds}); summary k
 PY
 grep -q -- "--enable-supernode-auth" "$WORK/services.log" || die "the SuperLink did not run with --enable-supernode-auth"
 grep -q "registered /certs/supernodes/node-1.key.pub" "$WORK/services.log" || die "supernode-1 did not register its key"
+step "a SuperNode with an unregistered key is refused"
+set +e
+rogue=$("${COMPOSE[@]}" exec -T superlink sh -c "
+  rm -f /tmp/rogue.key /tmp/rogue.key.pub &&
+  ssh-keygen -q -t ecdsa -b 384 -N '' -f /tmp/rogue.key &&
+  timeout 180 flower-supernode --superlink 127.0.0.1:$port --root-certificates /certs/ca.crt \
+    --auth-supernode-private-key /tmp/rogue.key --port $((port + 3)) --isolation subprocess \
+    --max-retries 1 --max-wait-time 30 --node-config 'partition-id=0 num-partitions=2'" 2>&1)
+rogue_rc=$?
+set -e
+echo "$rogue" >"$WORK/rogue.log"
+"${COMPOSE[@]}" logs --no-color superlink >"$WORK/superlink.log" 2>&1 || true
+[ "$rogue_rc" -ne 0 ] && [ "$rogue_rc" -ne 124 ] \
+  || die "the unregistered SuperNode was not refused (exit $rogue_rc; $WORK/rogue.log)"
+grep -q "Failed to activate SuperNode" "$WORK/rogue.log" \
+  || die "no 'Failed to activate SuperNode' from the unregistered SuperNode ($WORK/rogue.log)"
+grep -q "No SuperNode found with the given public key" "$WORK/superlink.log" \
+  || die "the SuperLink did not log the refusal ($WORK/superlink.log)"
+echo "refused: flower-supernode exit $rogue_rc, SuperLink: No SuperNode found with the given public key"
 step "compose e2e passed"

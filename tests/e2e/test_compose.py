@@ -25,4 +25,5 @@ def test_compose_cluster_runs_a_two_round_experiment_with_tls_and_node_auth():
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     assert "results OK: /results/smoke/" in out, out[-6000:]
+    assert "refused: flower-supernode exit" in out, out[-6000:]  # unregistered key
     assert "compose e2e passed" in out
