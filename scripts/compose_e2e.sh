@@ -72,6 +72,8 @@ cleanup() {
     for _ in $(seq 60); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 1; done
     kill -0 "$DOCKERD_PID" 2>/dev/null && kill -KILL "$DOCKERD_PID"
     wait "$DOCKERD_PID" 2>/dev/null
+    # dockerd leaves its default network namespace bind-mounted under its exec root.
+    grep -o " $WORK/docker-exec/netns/[^ ]*" /proc/mounts | while read -r m; do umount "$m"; done
     if [ "${FL_SIM_E2E_CLEAN:-0}" = 1 ]; then
       step "removing $WORK/docker (FL_SIM_E2E_CLEAN=1)"
       rm -rf "$WORK/docker" "$WORK/docker-exec"
@@ -130,6 +132,10 @@ DOCKER_BUILDKIT=1 $DOCKER build --network host --progress plain -f docker/Docker
   --build-arg "BASE_IMAGE=$BASE_TAG" "${secret[@]}" -t "$IMAGE" . >"$WORK/build.log" 2>&1 \
   || { tail -40 "$WORK/build.log"; die "docker build failed (log: $WORK/build.log)"; }
 grep -E "^#[0-9]+ DONE|flwr version|Python 3" "$WORK/build.log" | tail -5 || true
+# Earlier builds' images and the build cache (each a full copy of ~3 GB with vfs) are not
+# worth keeping: any change in the checkout reruns the one install step anyway.
+$DOCKER image prune -f >/dev/null || true
+$DOCKER builder prune -af >/dev/null || true
 
 # ---------------------------------------------------------------- 5. compose
 free_ports() {  # a free port P with P+1 .. P+N also free on 127.0.0.1
