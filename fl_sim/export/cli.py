@@ -51,24 +51,21 @@ def _formats(text: str) -> tuple[str, ...]:
     return items
 
 
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in (0, 1)") from None
-    if not 0.0 < v < 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in (0, 1)")
-    return v
+def _checked(parse, ok, expected: str):
+    """An argparse ``type=`` that parses with ``parse`` and accepts values where ``ok``."""
+    def check(text: str):
+        try:
+            v = parse(text)
+        except ValueError:
+            v = None
+        if v is None or not ok(v):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
+        return v
+    return check
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
-    return v
+_fraction = _checked(float, lambda v: 0.0 < v < 1.0, "a number in (0, 1)")
+_positive = _checked(int, lambda v: v >= 1, "a positive integer")
 
 
 def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

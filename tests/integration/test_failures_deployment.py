@@ -115,17 +115,29 @@ def mark_logs(state):
             "Start `flwr-clientapp` process")
 
 
+def run_killing_nodes(cluster_dir, tmp_path, name, chosen, *settings):
+    """Heal the cluster, run SMOKE for 2 rounds, SIGKILL ``chosen`` nodes mid-round 1.
+
+    Returns (exit code, console output, run directory).
+    """
+    state = heal(cluster_dir)
+    mark_logs(state)
+    out_dir = tmp_path / f"{name}_out"
+    proc, log = start_run(cluster_dir, tmp_path / name, SMOKE, "--rounds", 2, "--out", out_dir,
+                          *COMMON, *settings)
+    kill_during_round_1(cluster_dir, state, chosen)
+    code, out = finish(proc, log)
+    dirs = run_dirs(out_dir, "smoke")
+    assert len(dirs) == 1, f"exit {code}, run dirs {dirs}:\n{out[-4000:]}"
+    return code, out, dirs[0]
+
+
 def test_killed_supernodes_round_completes_with_the_rest(cluster, tmp_path):
-    state = heal(cluster)
     chosen, lost, cohort = victims()
     assert 0 < len(lost) <= len(cohort) - 2
-    mark_logs(state)
-    proc, log = start_run(cluster, tmp_path / "run", SMOKE, "--rounds", 2, "--out", tmp_path / "out",
-                          *COMMON, "--set", "server.min_clients=2")
-    kill_during_round_1(cluster, state, chosen)
-    code, out = finish(proc, log)
+    code, out, run_dir = run_killing_nodes(cluster, tmp_path, "run", chosen,
+                                           "--set", "server.min_clients=2")
     assert code == 0, out[-4000:]
-    (run_dir,) = run_dirs(tmp_path / "out", "smoke")
     r1 = rows(run_dir)[0]
     assert r1["clients_sampled"] == 6
     assert r1["clients_failed"] == len(lost) and r1["clients_completed"] == 6 - len(lost)
@@ -136,29 +148,20 @@ def test_killed_supernodes_round_completes_with_the_rest(cluster, tmp_path):
 def test_below_min_clients_skips_or_aborts_with_a_named_reason(cluster, tmp_path):
     chosen, lost, cohort = victims()
     # skip: every round needs all 6 clients; with a node dead, both rounds are skipped.
-    state = heal(cluster)
-    mark_logs(state)
-    proc, log = start_run(cluster, tmp_path / "skip", SMOKE, "--rounds", 2, "--out", tmp_path / "skip_out",
-                          *COMMON, "--set", "server.min_clients=6")
-    kill_during_round_1(cluster, state, chosen)
-    code, out = finish(proc, log)
+    code, out, run_dir = run_killing_nodes(cluster, tmp_path, "skip", chosen,
+                                           "--set", "server.min_clients=6")
     assert code == 0, out[-4000:]
-    (run_dir,) = run_dirs(tmp_path / "skip_out", "smoke")
     r1 = rows(run_dir)[0]
     assert r1["skipped"] == 1 and r1["clients_failed"] == len(lost)
     assert r1["skip_reason"] == (f"{6 - len(lost)} clients completed, fewer than "
                                  "server.min_clients = 6")
 
     # abort: the run stops in round 1 with the reason, and `cluster run` exits 1.
-    state = heal(cluster)
-    mark_logs(state)
-    proc, log = start_run(cluster, tmp_path / "abort", SMOKE, "--rounds", 2, "--out", tmp_path / "abort_out",
-                          *COMMON, "--set", "server.min_clients=6", "--set", "server.below_min_clients=\"abort\"")
-    kill_during_round_1(cluster, state, chosen)
-    code, out = finish(proc, log)
+    code, out, run_dir = run_killing_nodes(cluster, tmp_path, "abort", chosen,
+                                           "--set", "server.min_clients=6",
+                                           "--set", "server.below_min_clients=\"abort\"")
     assert code == 1, out[-4000:]
     assert "aborted in round 1" in out and "server.below_min_clients = 'abort'" in out
-    (run_dir,) = run_dirs(tmp_path / "abort_out", "smoke")
     final = rows(run_dir)[-1]
     assert final["type"] == "final" and final["stopped_reason"].startswith("aborted in round 1: ")
     assert not list((run_dir / "checkpoints").glob("round-*.npz"))  # a resume retries round 1
