@@ -47,6 +47,10 @@ def load_cfg(case: dict):
 def pure(case: dict) -> dict:
     import tensorflow as tf
 
+    from fl_sim.malloc import tune_malloc
+
+    tune_malloc()  # as every fl_sim process that trains (clients/app.py)
+
     # The same TF settings as a simulation worker (clients/app.py): one thread, deterministic ops.
     threads = int(os.environ.get("FL_SIM_TF_THREADS", "1"))
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -101,7 +105,9 @@ class TreeMonitor:
         self.peaks: dict[int, tuple[str, int]] = {}  # pid -> (role, VmHWM bytes)
         self.started: dict[int, str] = {}  # pid -> start time (field 22 of /proc/pid/stat)
         self.cpu: dict[int, float] = {}  # pid -> last seen utime + stime, seconds
-        self.rows: list[tuple[float, float]] = []  # (wall time, tree CPU s) per appended row
+        self.roles: dict[int, str] = {}  # pid -> driver / worker / ray
+        # (wall time, tree CPU s, CPU s per role) per appended row
+        self.rows: list[tuple[float, float, dict[str, float]]] = []
         self._last_scan = 0.0
         self._watch_size = -1
         self._tick = os.sysconf("SC_CLK_TCK")
@@ -153,6 +159,7 @@ class TreeMonitor:
             role = ("driver" if pid == me else
                     "worker" if ("ClientAppActor" in cmd or "default_worker" in cmd) else "ray")
             self.started.setdefault(pid, self._start_time(pid))
+            self.roles[pid] = role
             if hwm >= self.peaks.get(pid, ("", 0))[1]:
                 self.peaks[pid] = (role, hwm)
         self._last_scan = time.monotonic()
@@ -176,8 +183,12 @@ class TreeMonitor:
                 self._watch_size = size
                 n = sum(1 for ln in self.watch.read_text().splitlines() if ln.strip())
                 total = sum(self.cpu.values())
+                by_role: dict[str, float] = {}
+                for pid, c in self.cpu.items():
+                    role = self.roles.get(pid, "ray")
+                    by_role[role] = by_role.get(role, 0.0) + c
                 while len(self.rows) < n:
-                    self.rows.append((time.perf_counter(), total))
+                    self.rows.append((time.perf_counter(), total, by_role))
 
     @staticmethod
     def _start_time(pid: int) -> str:
@@ -233,8 +244,12 @@ def sim(case: dict) -> dict:
         mem = mon.summary() if case.get("rss") else {}
         mem["leftover_processes_killed"] = len(mon.reap())
         # CPU seconds of the whole tree per round, from the moments each row appeared.
-        marks = [c for _, c in mon.rows]
+        marks = [c for _, c, _ in mon.rows]
         mem["round_cpu_s"] = [round(b - a, 3) for a, b in zip(marks, marks[1:])][:rounds - 1]
+        # The same per process role: where the simulation's CPU beyond the worker's goes.
+        roles = [r for _, _, r in mon.rows]
+        mem["round_cpu_by_role_s"] = [{k: round(b.get(k, 0.0) - a.get(k, 0.0), 3) for k in b}
+                                      for a, b in zip(roles, roles[1:])][:rounds - 1]
         rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln]
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)

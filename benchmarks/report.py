@@ -94,25 +94,32 @@ def table() -> str:
         if p.get("round_cpu_1m_over_1k") is not None:
             lines.append(f"| population 1M vs 1k: CPU seconds per round (load-robust) | {p['round_cpu_1m_over_1k']:.3f}x "
                          f"| <= {t['round_1m_over_1k_max']}x | {_met(p['round_cpu_1m_over_1k'] <= t['round_1m_over_1k_max'])} | |")
-        lines += ["", f"Population scale, {p['cohort']} clients sampled per round (median of rounds 2..{p['rounds']}):", "",
+        pooled = (" The 1k population ran first and last; the ratios above use both runs pooled."
+                  if p.get("first_and_last_1k_round_s") else "")
+        lines += ["", f"Population scale, {p['cohort']} clients sampled per round (median of rounds "
+                  f"2..{p['rounds']}).{pooled}", "",
                   "| clients | time per round | CPU per round | peak RSS, whole tree | driver (ServerApp) | ClientApp worker | Ray's other processes |",
                   "|---:|---:|---:|---:|---:|---:|---:|"]
+        seen = set()
         for row in p["results"]:
             cpu = f"{row['round_cpu_s_median']:.2f} s" if row.get("round_cpu_s_median") is not None else "-"
-            lines.append(f"| {row['population']:,} | {row['round_s_median']:.2f} s | {cpu} | {row['tree_peak_sum_mib']:.0f} MiB "
+            again = " (again, last)" if row["population"] in seen else ""
+            seen.add(row["population"])
+            lines.append(f"| {row['population']:,}{again} | {row['round_s_median']:.2f} s | {cpu} | {row['tree_peak_sum_mib']:.0f} MiB "
                          f"| {row['driver_peak_mib']:.0f} MiB | {row['worker_peak_mib']:.0f} MiB "
                          f"| {row['ray_other_peak_sum_mib']:.0f} MiB |")
     if o:
         lines += ["", "Overhead detail (seconds per steady round):", "",
                   "| cohort | SGD steps per round | pure compute, wall | fl_sim simulation, wall | the two pure runs differ by "
-                  "| pure, CPU | simulation, CPU (all processes) |",
-                  "|---:|---|---|---|---:|---|---|"]
+                  "| pure, CPU | simulation, CPU (all processes) | of which outside the ClientApp worker |",
+                  "|---:|---|---|---|---:|---|---|---|"]
         for row in o["results"]:
             def secs(xs):
                 return ", ".join(f"{x:.2f}" for x in xs or [])
             lines.append(f"| {row['cohort']} | {', '.join(map(str, row['steps_per_round'][1:]))} "
                          f"| {secs(row['pure_round_s'])} | {secs(row['sim_round_s'])} | x{row['pure_runs_differ_by']} "
-                         f"| {secs(row.get('pure_round_cpu_s'))} | {secs(row.get('sim_round_cpu_s'))} |")
+                         f"| {secs(row.get('pure_round_cpu_s'))} | {secs(row.get('sim_round_cpu_s'))} "
+                         f"| {secs(row.get('sim_round_cpu_outside_worker_s')) or '-'} |")
     e = runs["bench_export"]
     if e:
         lines += ["", f"TFLite export ({e['status']}"

@@ -22,10 +22,14 @@ _CACHE: dict[str, object] = {}
 
 def _configure_tf_threads() -> None:
     # Several workers share the machine's cores; each must not spawn a thread per core.
+    # The allocator is tuned here too: once per process, before the first local pass.
     import tensorflow as tf
+
+    from fl_sim.malloc import tune_malloc
 
     if _CACHE.get("tf-configured"):
         return
+    tune_malloc()
     n = int(os.environ.get("FL_SIM_TF_THREADS", "1"))
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)

@@ -6,7 +6,8 @@ client sampling and per-client validation; the update math lives in ``fl_sim.fed
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Callable, Iterable
 from logging import INFO
 
 import numpy as np
@@ -58,17 +59,34 @@ def partition_clients(client_ids, num_partitions: int) -> ClientPartitions:
 
 def split_over_nodes(cohort: list[str], node_ids: list[int],
                      node_partitions: dict[int, int] | None = None,
-                     client_partitions: ClientPartitions | None = None) -> dict[int, list[str]]:
+                     client_partitions: ClientPartitions | None = None,
+                     cost: Callable[[str], float] | None = None) -> dict[int, list[str]]:
     """Node id -> the cohort clients it trains this round.
 
-    Without partitions (simulation) any node trains any client: round-robin over the
-    sorted node ids. With ``node_partitions`` (node id -> partition id, a deployment
-    where each SuperNode owns a slice of the clients) each client goes only to a node
-    of its own partition (round-robin if several nodes share one); clients whose
-    partition has no live node are left out and count as failed.
+    Without partitions (simulation) any node trains any client. With ``cost`` (a
+    client's SGD steps) the clients are balanced over the sorted node ids by the
+    longest-first greedy rule (each client, costliest first, goes to the node with the
+    least work so far), so workers finish a round together even when clients' data sizes
+    differ by orders of magnitude; without it, round-robin. With ``node_partitions`` (node
+    id -> partition id, a deployment where each SuperNode owns a slice of the clients) each
+    client goes only to a node of its own partition (round-robin if several nodes share
+    one); clients whose partition has no live node are left out and count as failed.
+    A node's clients keep the cohort's order.
     """
     nodes = sorted(node_ids)
     plan: dict[int, list[str]] = {}
+    if node_partitions is None and cost is not None:
+        position = {cid: i for i, cid in enumerate(cohort)}
+        load = [(0.0, k) for k in range(len(nodes))]  # (work so far, node index): a heap
+        heapq.heapify(load)
+        chosen: dict[str, int] = {}
+        for cid in sorted(cohort, key=lambda c: (-cost(c), position[c])):
+            work, k = heapq.heappop(load)
+            chosen[cid] = k
+            heapq.heappush(load, (work + cost(cid), k))
+        for cid in cohort:
+            plan.setdefault(nodes[chosen[cid]], []).append(cid)
+        return plan
     if node_partitions is None:
         for i, cid in enumerate(cohort):
             plan.setdefault(nodes[i % len(nodes)], []).append(cid)
@@ -111,6 +129,9 @@ class FedAvgDelta(Strategy):
         self.client_partitions: ClientPartitions | None = None
         self.num_partitions = 0
         self.last_plan: dict[int, list[str]] = {}
+        # Client id -> its SGD steps this round, when the server knows the data sizes (it
+        # does in simulation): nodes then get equal work, not equal client counts.
+        self.client_cost: Callable[[str], float] | None = None
 
     def weighted_average(self, server_round: int, accepted: list[tuple[str, list, dict]]
                          ) -> tuple[list[np.ndarray], dict]:
@@ -125,7 +146,7 @@ class FedAvgDelta(Strategy):
                                 self.cfg.experiment.seed, server_round, self.sampling)
         self.last_cohort = cohort
         plan = split_over_nodes(cohort, list(grid.get_node_ids()), self.node_partitions,
-                                self.client_partitions)
+                                self.client_partitions, self.client_cost)
         self.last_plan = plan
         messages = [protocol.train_message(node, arrays, server_round, cids, self.experiment_toml)
                     for node, cids in plan.items()]

@@ -63,3 +63,10 @@ class StrategyWrapper(Strategy):
 
     def load_extra_state(self, extra: dict) -> None:
         self.inner.load_extra_state(extra)
+
+
+def innermost(strategy: Strategy) -> Strategy:
+    """The strategy at the core of any stack of wrappers (e.g. pruning around DP around FedAvg)."""
+    while isinstance(strategy, StrategyWrapper):
+        strategy = strategy.inner
+    return strategy

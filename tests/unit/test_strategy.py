@@ -30,6 +30,35 @@ def test_split_over_nodes_round_robin():
     assert plan == {10: ["a", "d"], 20: ["b", "e"], 30: ["c"]}
 
 
+def test_split_over_nodes_balances_steps_longest_first():
+    steps = {"a": 10, "b": 1, "c": 4, "d": 3, "e": 3, "f": 9}
+    plan = split_over_nodes(list(steps), [20, 10], cost=steps.__getitem__)
+    # Longest first: a->10, f->20, c->20, d->10, e->10 (a tie: the lower node id), b->20.
+    assert plan == {10: ["a", "d", "e"], 20: ["b", "c", "f"]}
+    assert sorted(sum(steps[c] for c in cids) for cids in plan.values()) == [14, 16]
+    # Round-robin would give 17 / 13; one heavy client per node, and all clients placed once.
+    big = {f"c{i}": (100 if i < 3 else 1) for i in range(30)}
+    plan = split_over_nodes(list(big), [1, 2, 3], cost=big.__getitem__)
+    assert sorted(c for cids in plan.values() for c in cids) == sorted(big)
+    assert [sum(big[c] for c in cids) for cids in plan.values()] == [109, 109, 109]
+
+
+def test_client_cost_is_the_trainers_step_count_and_reaches_the_innermost_strategy():
+    from clients.trainer import local_steps
+    from strategies.registry import make_strategy as build
+    from strategies.wrapper import innermost
+
+    for epochs, batch, cap in [(1, 16, 0), (3, 4, 0), (2, 8, 5)]:
+        c = from_dict({"client": {"local_epochs": epochs, "batch_size": batch, "max_steps": cap}}).client
+        for n in (1, 7, 8, 33):
+            per_epoch = max(1, -(-n // batch))
+            assert local_steps(c, n) == min(epochs * per_epoch, cap or 10**9)
+    cfg = from_dict({"privacy": {"enabled": True, "noise_multiplier": 1.0},
+                     "pruning": {"enabled": True}, "server": {"clients_per_round": 2}})
+    s = build("fedavg", cfg, ["a", "b", "c"], "")
+    assert type(innermost(s)).__name__ == "FedAvgDelta" and innermost(innermost(s)) is innermost(s)
+
+
 def make_strategy(**server):
     cfg = from_dict({"server": {"clients_per_round": 4, **server}})
     s = FedAvgDelta(cfg, ["a", "b", "c", "d"], "")
