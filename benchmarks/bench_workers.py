@@ -13,7 +13,7 @@ from __future__ import annotations
 from benchmarks.common import QUICK, ratio, run_case, show, write_result
 
 EXPERIMENT = "experiments/demo.toml"
-COHORT, ROUNDS = (4, 3) if QUICK else (20, 4)
+COHORT, ROUNDS = (4, 3) if QUICK else (20, 8)
 BASE = ["experiment.compare=[]", "model.kind=\"si_cifg\"", f"server.clients_per_round={COHORT}"]
 if QUICK:
     BASE += ["client.max_steps=2", "client.local_epochs=1"]

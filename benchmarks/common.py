@@ -59,6 +59,11 @@ def machine() -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
                                 capture_output=True, timeout=10).stdout.strip()
+        # Uncommitted changes to tracked code make the commit an incomplete description.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":!docs/performance.md"], cwd=REPO, text=True,
+                               capture_output=True, timeout=10).stdout.strip()
+        commit += " + uncommitted changes" if dirty else ""
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
     return {"cpus": os.cpu_count(), "cpu_model": cpu, "mem_gib": mem_gib,

@@ -35,8 +35,8 @@ def _load_text(r: dict) -> str:
 def _cases(r: dict) -> list[dict]:
     out = []
     for row in r.get("results", [r]):
-        cases = row.get("cases") or {}
-        out.extend(cases.values())
+        for c in (row.get("cases") or {}).values():
+            out.extend(c if isinstance(c, list) else [c])  # repeated runs of one kind
         if "case" in row and isinstance(row["case"], dict) and "loadavg_before" in row["case"]:
             out.append(row["case"])
     return out
@@ -67,7 +67,8 @@ def table() -> str:
     o = runs["bench_overhead"]
     if o:
         for row in o["results"]:
-            lines.append(f"| overhead, cohort {row['cohort']}: sim / pure compute (rounds 2..{row['rounds']}) "
+            reps = f", {row['repeats']} runs" if row.get("repeats", 1) > 1 else ""
+            lines.append(f"| overhead, cohort {row['cohort']}: sim / pure compute (rounds 2..{row['rounds']}{reps}) "
                          f"| {row['sim_over_pure']:.3f} | <= {o['target']['sim_over_pure_max']} "
                          f"| {_met(row['sim_over_pure'] <= o['target']['sim_over_pure_max'])} | {_load_text({'results': [row], 'machine': m})} |")
             if row.get("sim_over_pure_cpu") is not None:
@@ -109,15 +110,16 @@ def table() -> str:
                          f"| {row['driver_peak_mib']:.0f} MiB | {row['worker_peak_mib']:.0f} MiB "
                          f"| {row['ray_other_peak_sum_mib']:.0f} MiB |")
     if o:
-        lines += ["", "Overhead detail (seconds per steady round):", "",
-                  "| cohort | SGD steps per round | pure compute, wall | fl_sim simulation, wall | the two pure runs differ by "
+        lines += ["", "Overhead detail (seconds per steady round; a mean over the runs where a cohort "
+                  "was run more than once):", "",
+                  "| cohort | SGD steps per round | pure compute, wall | fl_sim simulation, wall | pure runs' spread "
                   "| pure, CPU | simulation, CPU (all processes) | of which outside the ClientApp worker |",
                   "|---:|---|---|---|---:|---|---|---|"]
         for row in o["results"]:
             def secs(xs):
                 return ", ".join(f"{x:.2f}" for x in xs or [])
             lines.append(f"| {row['cohort']} | {', '.join(map(str, row['steps_per_round'][1:]))} "
-                         f"| {secs(row['pure_round_s'])} | {secs(row['sim_round_s'])} | x{row['pure_runs_differ_by']} "
+                         f"| {secs(row['pure_round_s'])} | {secs(row['sim_round_s'])} | x{row.get('pure_runs_spread', row.get('pure_runs_differ_by'))} "
                          f"| {secs(row.get('pure_round_cpu_s'))} | {secs(row.get('sim_round_cpu_s'))} "
                          f"| {secs(row.get('sim_round_cpu_outside_worker_s')) or '-'} |")
     e = runs["bench_export"]
