@@ -21,7 +21,6 @@ import os
 
 # mallopt parameter numbers from glibc's malloc.h.
 M_TRIM_THRESHOLD = -1
-M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
 
 #: Free memory at the top of the heap kept before trimming: above any one step's working set.
