@@ -8,11 +8,17 @@ A sweep file names a base experiment and the grid::
     models = ["si_cifg", "cifg"]          # default: the base experiment's compare list or model
     noise_multipliers = [0.1, 0.3, 1.0]   # or: target_epsilons = [2.0, 8.0]
     non_private_reference = true          # one run per model without DP
+    seeds = [0, 1, 2]                     # optional: every point once per seed
     set = ["experiment.rounds=30"]        # overrides applied to every point
 
 Each point is an ordinary run directory under ``<sweep_dir>/points/<point>/``; a point
 whose summary.json exists is done, one with a checkpoint is resumed, so an interrupted
 sweep continues with ``fl-sim sweep --resume SWEEP_DIR``.
+
+With ``seeds`` every point runs once per seed (named ``<point>-s<seed>``; the seed fixes
+client sampling, data order, initialisation and DP noise), and the tables and plot show
+the mean and standard deviation over seeds: at laptop scale one seed's noise can reorder
+neighbouring points of a frontier (docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from fl_sim.config import MODEL_KINDS, ConfigError, ExperimentConfig, load_exper
 from fl_sim.results import atomic_write_text
 
 SWEEP_KEYS = {"name", "experiment", "models", "noise_multipliers", "target_epsilons",
-              "non_private_reference", "set"}
+              "non_private_reference", "seeds", "set"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Point:
     model: str
     noise_multiplier: float | None
     target_epsilon: float | None
+    seed: int | None = None  # None: the base experiment's seed
 
     @property
     def private(self) -> bool:
@@ -50,6 +57,8 @@ class Point:
             out += ["privacy.enabled=true", f"privacy.target_epsilon={self.target_epsilon}"]
         else:
             out += ["privacy.enabled=false"]
+        if self.seed is not None:
+            out += [f"experiment.seed={self.seed}"]
         return out
 
 
@@ -99,16 +108,25 @@ def load_sweep(path: str | Path) -> Sweep:
     reference = s.get("non_private_reference", True)
     if not isinstance(reference, bool):
         raise ConfigError(f"{where}: sweep.non_private_reference = {reference!r}: expected true or false")
-    points = []
+    seeds = s.get("seeds")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+                              or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                         for v in seeds)):
+        raise ConfigError(f"{where}: sweep.seeds = {seeds!r}: expected a non-empty list of distinct "
+                          "integers >= 0")
+    grid = []
     for m in models:
         if reference:
-            points.append(Point(f"{m}-nonprivate", m, None, None))
+            grid.append(Point(f"{m}-nonprivate", m, None, None))
         for v in values:
             v = float(v)
             if has_z:
-                points.append(Point(f"{m}-z{v:g}", m, v, None))
+                grid.append(Point(f"{m}-z{v:g}", m, v, None))
             else:
-                points.append(Point(f"{m}-eps{v:g}", m, None, v))
+                grid.append(Point(f"{m}-eps{v:g}", m, None, v))
+    points = grid if seeds is None else [
+        Point(f"{p.name}-s{seed}", p.model, p.noise_multiplier, p.target_epsilon, seed)
+        for p in grid for seed in seeds]
     sweep = Sweep(s["name"], experiment, tuple(points), tuple(overrides), where)
     for p in points:
         sweep.point_config(p)  # every point's config is valid before anything runs
@@ -147,7 +165,7 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, verbose: bool = False, progress=
         simulate(cfg, pdir, resume=True, verbose=verbose, progress=progress)
         write_table(sweep, sweep_dir)
     rows = write_table(sweep, sweep_dir)
-    progress(frontier_table(rows))
+    progress(frontier_table(table_rows(sweep, rows)))
     progress(f"Sweep directory: {sweep_dir}")
     return rows
 
@@ -158,9 +176,10 @@ def collect(sweep: Sweep, sweep_dir: Path) -> list[dict]:
         summary = sweep_dir / "points" / point.name / "summary.json"
         if not summary.exists():
             continue
-        final = next(iter(json.loads(summary.read_text())["models"].values()))
+        data = json.loads(summary.read_text())
+        final = next(iter(data["models"].values()))
         rows.append({
-            "point": point.name, "model": point.model, "private": point.private,
+            "point": point.name, "model": point.model, "seed": data.get("seed"), "private": point.private,
             "noise_multiplier": final.get("noise_multiplier", point.noise_multiplier),
             "target_epsilon": point.target_epsilon,
             "epsilon_rdp": final.get("epsilon_rdp"), "epsilon_pld": final.get("epsilon_pld"),
@@ -173,6 +192,33 @@ def collect(sweep: Sweep, sweep_dir: Path) -> list[dict]:
     return rows
 
 
+def over_seeds(rows: list[dict]) -> list[dict]:
+    """One row per grid point: accuracy and perplexity averaged over its seeds, with their
+    sample standard deviation (``*_sd``, None for one seed) and the number of seeds ``n``.
+    The privacy columns are the same for every seed (same z, sampling and rounds)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = (r["model"], r["private"], r["noise_multiplier"], r["target_epsilon"])
+        groups.setdefault(key, []).append(r)
+    out = []
+    for members in groups.values():
+        row = {k: v for k, v in members[0].items() if k not in ("point", "seed", "run_dir")}
+        row["n"] = len(members)
+        for key in ("accuracy", "accuracy_no_oov_eos", "perplexity", "eval_loss"):
+            vals = [m[key] for m in members]
+            mean = sum(vals) / len(vals)
+            row[key] = mean
+            row[f"{key}_sd"] = (math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+                                if len(vals) > 1 else None)
+        out.append(row)
+    return out
+
+
+def table_rows(sweep: Sweep, rows: list[dict]) -> list[dict]:
+    """What the table and plot show: per-seed runs averaged when the sweep has seeds."""
+    return over_seeds(rows) if any(p.seed is not None for p in sweep.points) else rows
+
+
 def write_table(sweep: Sweep, sweep_dir: Path) -> list[dict]:
     rows = collect(sweep, sweep_dir)
     if not rows:
@@ -183,24 +229,37 @@ def write_table(sweep: Sweep, sweep_dir: Path) -> list[dict]:
         writer.writerows(rows)
     (sweep_dir / "sweep_results.csv.tmp").replace(sweep_dir / "sweep_results.csv")
     atomic_write_text(sweep_dir / "sweep_results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    frontier_plot(rows, sweep_dir / "frontier.png", title=sweep.name)
-    atomic_write_text(sweep_dir / "sweep_results.md", frontier_table(rows) + "\n")
+    points = table_rows(sweep, rows)
+    if points is not rows:
+        atomic_write_text(sweep_dir / "sweep_means.jsonl", "".join(json.dumps(r) + "\n" for r in points))
+    frontier_plot(points, sweep_dir / "frontier.png", title=sweep.name)
+    atomic_write_text(sweep_dir / "sweep_results.md", frontier_table(points) + "\n")
     return rows
 
 
 def frontier_table(rows: list[dict]) -> str:
-    lines = ["| model | noise multiplier | epsilon (RDP) | epsilon (PLD) | delta | accuracy | acc. no OOV/EOS | perplexity |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Markdown table; rows averaged over seeds (``n`` > 1) show mean ± sd and the seed count."""
+    seeded = any(r.get("n", 1) > 1 for r in rows)
+    head = "| model | noise multiplier | epsilon (RDP) | epsilon (PLD) | delta | accuracy | acc. no OOV/EOS | perplexity |"
+    if seeded:
+        head += " seeds |"
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
 
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
+
+    def pm(r, key, fmt):
+        sd = r.get(f"{key}_sd")
+        return format(r[key], fmt) + ("" if sd is None else f" ± {sd:{fmt}}")
 
     for r in rows:
         z = "non-private" if not r["private"] else f(r["noise_multiplier"], ".4g")
         eps_r = "inf" if not r["private"] else f(r["epsilon_rdp"], ".3g")
         eps_p = "inf" if not r["private"] else f(r["epsilon_pld"], ".3g")
-        lines.append(f"| {r['model']} | {z} | {eps_r} | {eps_p} | {f(r['delta'], '.2g')} | "
-                     f"{r['accuracy']:.4f} | {r['accuracy_no_oov_eos']:.4f} | {r['perplexity']:.1f} |")
+        line = (f"| {r['model']} | {z} | {eps_r} | {eps_p} | {f(r['delta'], '.2g')} | "
+                f"{pm(r, 'accuracy', '.4f')} | {pm(r, 'accuracy_no_oov_eos', '.4f')} | "
+                f"{pm(r, 'perplexity', '.1f')} |")
+        lines.append(line + (f" {r.get('n', 1)} |" if seeded else ""))
     return "\n".join(lines)
 
 
@@ -218,10 +277,14 @@ def frontier_plot(rows: list[dict], out: Path, title: str = "") -> Path:
                       key=lambda r: r["epsilon_rdp"])
         ref = [r for r in rows if r["model"] == m and not r["private"]]
         for ax, key in zip(axes, ("accuracy", "perplexity")):
-            ax.plot([r["epsilon_rdp"] for r in priv], [r[key] for r in priv], marker="o",
-                    color=colors[m], label=m)
+            # Averaged over seeds: error bars of one standard deviation.
+            err = [r.get(f"{key}_sd") or 0.0 for r in priv]
+            ax.errorbar([r["epsilon_rdp"] for r in priv], [r[key] for r in priv],
+                        yerr=err if any(err) else None, marker="o", capsize=3, color=colors[m], label=m)
             for r in ref:
                 ax.axhline(r[key], color=colors[m], linestyle="--", alpha=0.7, label=f"{m} non-private")
+                if r.get(f"{key}_sd"):
+                    ax.axhspan(r[key] - r[f"{key}_sd"], r[key] + r[f"{key}_sd"], color=colors[m], alpha=0.1)
     base = next((r["baseline_accuracy"] for r in rows), None)
     if base is not None and not math.isnan(base):
         axes[0].axhline(base, color="grey", linestyle=":", label="most-frequent word")

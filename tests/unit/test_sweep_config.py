@@ -56,3 +56,35 @@ def test_frontier_plot_before_and_after_private_points(tmp_path):
     priv = {**ref, "private": True, "noise_multiplier": 1.0, "epsilon_rdp": 2.5, "accuracy": 0.1,
             "perplexity": 300.0}
     assert frontier_plot([ref, priv], tmp_path / "b.png").stat().st_size > 0
+
+
+def test_seeds_repeat_every_point_and_set_the_seed(tmp_path):
+    sweep = load_sweep(write(tmp_path, '[sweep]\nname = "x"\nexperiment = "base.toml"\nmodels = ["cifg"]\n'
+                                       'noise_multipliers = [1]\nseeds = [3, 0]\n'))
+    assert [p.name for p in sweep.points] == ["cifg-nonprivate-s3", "cifg-nonprivate-s0",
+                                              "cifg-z1-s3", "cifg-z1-s0"]
+    assert [sweep.point_config(p).experiment.seed for p in sweep.points] == [3, 0, 3, 0]
+    for bad in ("[]", "[1, 1]", "[-1]", '["a"]', "[1.5]", "true"):
+        with pytest.raises(ConfigError, match="sweep.seeds"):
+            load_sweep(write(tmp_path, '[sweep]\nname = "x"\nexperiment = "base.toml"\n'
+                                       f'noise_multipliers = [1]\nseeds = {bad}\n'))
+
+
+def test_over_seeds_means_and_sample_sd(tmp_path):
+    from fl_sim.sweep import frontier_plot, over_seeds
+
+    def row(seed, acc, ppl, private=True):
+        return {"point": f"p-s{seed}", "model": "cifg", "seed": seed, "private": private,
+                "noise_multiplier": 1.0 if private else None, "target_epsilon": None,
+                "epsilon_rdp": 2.0 if private else None, "epsilon_pld": 1.5 if private else None,
+                "delta": 1e-5, "rounds": 2, "accuracy": acc, "accuracy_no_oov_eos": acc,
+                "perplexity": ppl, "eval_loss": 1.0, "baseline_accuracy": 0.05, "run_dir": "x"}
+
+    rows = [row(0, 0.10, 100.0), row(1, 0.14, 120.0), row(2, 0.12, 110.0), row(0, 0.2, 80.0, False)]
+    private, ref = over_seeds(rows)
+    assert private["n"] == 3 and private["accuracy"] == pytest.approx(0.12)
+    assert private["accuracy_sd"] == pytest.approx(0.02) and private["perplexity_sd"] == pytest.approx(10.0)
+    assert ref["n"] == 1 and ref["accuracy_sd"] is None and "seed" not in ref
+    text = frontier_table([private, ref])
+    assert "0.1200 ± 0.0200" in text and "110.0 ± 10.0" in text and text.splitlines()[0].endswith("seeds |")
+    assert frontier_plot([private, ref], tmp_path / "f.png").stat().st_size > 0
