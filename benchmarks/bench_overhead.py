@@ -10,8 +10,8 @@ includes tracing, and of the simulation also starting Ray and its worker), and, 
 context, the end-to-end ratio with startup included. Pure runs alternate with the
 simulations (pure, sim, pure[, sim, pure]) and the means are used, so a load change during
 the benchmark hits both sides; cohort 10, whose rounds last about 2 s, runs twice with 11
-steady rounds each, because two simulation processes of the same config differed by up
-to 7 % in the speed of their TF compute thread while the pure runs agreed within 2 %.
+steady rounds each, because separate simulation processes of the same config measured
+1.048 and 1.112 against pure compute on an idle machine.
 Because wall time on a shared machine swings with other jobs, the CPU-time ratio (all
 processes of the simulation, Ray's included, vs the pure process) is reported beside it.
 
@@ -35,10 +35,6 @@ def _mean_rounds(runs: list[dict], key: str) -> list[float]:
     return [sum(xs) / len(xs) for xs in zip(*(r[key][1:] for r in runs))]
 
 
-def _drop_first(runs: list[dict], key: str) -> list[list[float]]:
-    return [r[key][1:] for r in runs]
-
-
 def measure(cohort: int, rounds: int, repeats: int) -> dict:
     """pure, sim, pure, ..., sim, pure: ``repeats`` simulations between ``repeats + 1`` pure runs."""
     overrides = [*BASE, f"server.clients_per_round={cohort}"]
@@ -55,7 +51,7 @@ def measure(cohort: int, rounds: int, repeats: int) -> dict:
     outside = [[sum(v for k, v in r.items() if k != "worker") for r in s.get("round_cpu_by_role_s", [])]
                for s in sims]
     pure_all = sum(sum(xs) / len(xs) for xs in zip(*(r["round_times_s"] for r in pures)))
-    pure_totals = [sum(t) for t in _drop_first(pures, "round_times_s")]
+    pure_totals = [sum(r["round_times_s"][1:]) for r in pures]
     return {
         "cohort": cohort, "rounds": rounds, "repeats": repeats, "steps_per_round": pures[0]["steps_per_round"],
         "pure_round_s": [round(t, 3) for t in pure_steady], "sim_round_s": [round(t, 3) for t in sim_steady],

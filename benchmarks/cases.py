@@ -105,7 +105,6 @@ class TreeMonitor:
         self.peaks: dict[int, tuple[str, int]] = {}  # pid -> (role, VmHWM bytes)
         self.started: dict[int, str] = {}  # pid -> start time (field 22 of /proc/pid/stat)
         self.cpu: dict[int, float] = {}  # pid -> last seen utime + stime, seconds
-        self.roles: dict[int, str] = {}  # pid -> driver / worker / ray
         # (wall time, tree CPU s, CPU s per role) per appended row
         self.rows: list[tuple[float, float, dict[str, float]]] = []
         self._last_scan = 0.0
@@ -159,7 +158,6 @@ class TreeMonitor:
             role = ("driver" if pid == me else
                     "worker" if ("ClientAppActor" in cmd or "default_worker" in cmd) else "ray")
             self.started.setdefault(pid, self._start_time(pid))
-            self.roles[pid] = role
             if hwm >= self.peaks.get(pid, ("", 0))[1]:
                 self.peaks[pid] = (role, hwm)
         self._last_scan = time.monotonic()
@@ -185,7 +183,7 @@ class TreeMonitor:
                 total = sum(self.cpu.values())
                 by_role: dict[str, float] = {}
                 for pid, c in self.cpu.items():
-                    role = self.roles.get(pid, "ray")
+                    role = self.peaks.get(pid, ("ray",))[0]
                     by_role[role] = by_role.get(role, 0.0) + c
                 while len(self.rows) < n:
                     self.rows.append((time.perf_counter(), total, by_role))

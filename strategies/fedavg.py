@@ -76,14 +76,13 @@ def split_over_nodes(cohort: list[str], node_ids: list[int],
     nodes = sorted(node_ids)
     plan: dict[int, list[str]] = {}
     if node_partitions is None and cost is not None:
-        position = {cid: i for i, cid in enumerate(cohort)}
+        costs = {cid: cost(cid) for cid in cohort}
         load = [(0.0, k) for k in range(len(nodes))]  # (work so far, node index): a heap
-        heapq.heapify(load)
         chosen: dict[str, int] = {}
-        for cid in sorted(cohort, key=lambda c: (-cost(c), position[c])):
+        for cid in sorted(cohort, key=lambda c: -costs[c]):  # stable: ties keep cohort order
             work, k = heapq.heappop(load)
             chosen[cid] = k
-            heapq.heappush(load, (work + cost(cid), k))
+            heapq.heappush(load, (work + costs[cid], k))
         for cid in cohort:
             plan.setdefault(nodes[chosen[cid]], []).append(cid)
         return plan
