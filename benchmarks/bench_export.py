@@ -31,7 +31,7 @@ TRAIN = ["--set", "experiment.compare=[]", "--set", 'model.kind="si_cifg"', "--r
 
 def _cli(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "fl_sim.cli", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "fl_sim.app.cli", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -9,7 +9,7 @@ Cases (the JSON's ``kind``):
     the same batches. Data preparation is done before the clock starts; the clock covers
     assigning the global weights and the local pass, per round.
 ``sim``
-    ``fl_sim.simulation.simulate`` (what ``fl-sim run`` calls) on the same config, with
+    ``fl_sim.app.simulation.simulate`` (what ``fl-sim run`` calls) on the same config, with
     one extra round and evaluation only at the end, so rounds 1..R carry no evaluation;
     round times are the server's own ``round_time_s`` (sampling, messages, training,
     aggregation, checkpoint). Optionally samples the peak RSS of the process tree.
@@ -226,7 +226,7 @@ class TreeMonitor:
 
 
 def sim(case: dict) -> dict:
-    from fl_sim.simulation import simulate
+    from fl_sim.app.simulation import simulate
 
     rounds = int(case["rounds"])
     # The extra last round evaluates (always, in fl_sim); a small evaluation keeps it short.
@@ -265,7 +265,7 @@ def sim(case: dict) -> dict:
 
 
 def flower(case: dict) -> dict:
-    from fl_sim.simulation import pin_ray_to_loopback, quiet_libraries
+    from fl_sim.app.simulation import pin_ray_to_loopback, quiet_libraries
 
     pin_ray_to_loopback()  # a network setting of this machine, not a performance one
     from flwr.simulation import run_simulation

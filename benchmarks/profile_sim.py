@@ -101,7 +101,7 @@ def main(argv: list[str]) -> None:
     print(out["client_profile"])
 
     # 3: the simulation itself, ServerApp side profiled.
-    from fl_sim.simulation import simulate
+    from fl_sim.app.simulation import simulate
 
     run_dir = Path(tempfile.mkdtemp(prefix="flsim-profile-"))
     prof = cProfile.Profile()

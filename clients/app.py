@@ -99,7 +99,7 @@ def train(msg: Message, context: Context) -> Message:
 
 
 def check_ownership(client_ids: list[str], all_clients: list[str], context: Context) -> None:
-    from strategies.fedavg import partition_clients
+    from fl_sim.partitioning import partition_clients
 
     part = node_partition(context)
     if part is None:

@@ -11,16 +11,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from fl_sim.config import ClientConfig, ExperimentConfig
+from fl_sim.config import ExperimentConfig
 from fl_sim.evaluation import Evaluator, masked_mean_loss, pad_to_batches
 from fl_sim.models import build_model
 from fl_sim.seeding import rng
-
-
-def local_steps(client: ClientConfig, num_sequences: int) -> int:
-    """SGD steps of a client with ``num_sequences`` training sequences (= len(batches_for))."""
-    steps = client.local_epochs * max(1, -(-num_sequences // client.batch_size))
-    return min(steps, client.max_steps) if client.max_steps else steps
 
 
 class LocalTrainer:

@@ -42,6 +42,7 @@ import numpy as np
 
 from fl_sim.config import DataConfig
 from fl_sim.data.base import DataError, Source, rng_for
+from fl_sim.data.baselines import most_frequent_baseline
 from fl_sim.data.splits import select_clients, split_client
 from fl_sim.data.tokenizer import build_sequences
 from fl_sim.data.vocab import (BOS_ID, EOS_ID, NUM_SPECIAL, OOV_ID, PAD_ID, SPECIAL_TOKENS,
@@ -233,29 +234,8 @@ class FederatedCorpus:
         return np.array(block)
 
     def most_frequent_baseline(self, max_sequences: int = 0) -> dict:
-        """Accuracy of always predicting the most frequent training word on eval data.
-
-        That word is vocabulary id 4 (the vocabulary is ordered by training frequency).
-        ``accuracy`` counts every non-pad target; ``accuracy_no_oov_eos`` also leaves out
-        OOV and EOS targets (the Stack Overflow benchmark convention).
-
-        Returns
-        -------
-        dict
-            ``accuracy``, ``accuracy_no_oov_eos``, ``word``, ``word_id``, ``targets``.
-        """
-        tgt = self.eval_sequences(max_sequences)[:, 1:]
-        word_id = NUM_SPECIAL if self.vocab.size > NUM_SPECIAL else None
-        valid = tgt != PAD_ID
-        strict = valid & (tgt != OOV_ID) & (tgt != EOS_ID) & (tgt != BOS_ID)
-        hit = tgt == word_id if word_id is not None else np.zeros_like(valid)
-        return {
-            "accuracy": float((hit & valid).sum() / max(int(valid.sum()), 1)),
-            "accuracy_no_oov_eos": float((hit & strict).sum() / max(int(strict.sum()), 1)),
-            "word": self.vocab.words[word_id] if word_id is not None else None,
-            "word_id": word_id,
-            "targets": int(valid.sum()),
-        }
+        """See :func:`fl_sim.data.baselines.most_frequent_baseline` (on the eval sequences)."""
+        return most_frequent_baseline(self.eval_sequences(max_sequences), self.vocab)
 
     def describe(self) -> dict:
         """Summary for logs and the run manifest (sizes, vocabulary, cache)."""

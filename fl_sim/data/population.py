@@ -31,6 +31,7 @@ import numpy as np
 
 from fl_sim.config import DataConfig
 from fl_sim.data.base import DataError, rng_for
+from fl_sim.data.baselines import most_frequent_baseline
 from fl_sim.data.splits import split_client
 from fl_sim.data.synthetic import GRAMMAR_VERSION, client_sentences
 from fl_sim.data.tokenizer import build_sequences
@@ -218,10 +219,8 @@ class LazySyntheticCorpus:
         return block.copy()
 
     def most_frequent_baseline(self, max_sequences: int = 0) -> dict:
-        from fl_sim.data.corpus import FederatedCorpus
-
-        # The same computation as the cached corpus: it needs only eval_sequences and vocab.
-        return FederatedCorpus.most_frequent_baseline(self, max_sequences)
+        """See :func:`fl_sim.data.baselines.most_frequent_baseline` (on the eval sequences)."""
+        return most_frequent_baseline(self.eval_sequences(max_sequences), self.vocab)
 
     def describe(self) -> dict:
         """Summary for logs and the run manifest (no per-client statistics: nothing is built)."""

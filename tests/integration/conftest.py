@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FL_SIM = [sys.executable, "-m", "fl_sim.cli"]
+FL_SIM = [sys.executable, "-m", "fl_sim.app.cli"]
 
 
 def run_cli(*args, cwd=REPO, timeout=600, env_extra=None):

@@ -84,7 +84,7 @@ def test_cluster_cli_errors(cluster, tmp_path):
 
 
 def test_partitions_are_contiguous_slices_and_plan_respects_them():
-    from strategies.fedavg import partition_clients, split_over_nodes
+    from fl_sim.partitioning import partition_clients, split_over_nodes
 
     ids = [f"c{i}" for i in range(10)]
     part = partition_clients(ids, 3)
@@ -135,7 +135,7 @@ def run_supernode(args, cluster_dir, log, timeout=120):
     import subprocess
     from types import SimpleNamespace
 
-    from fl_sim.cluster import REPO, flower_env
+    from fl_sim.app.cluster import REPO, flower_env
 
     with open(log, "w") as fh:
         proc = subprocess.Popen(["flower-supernode", *args], stdout=fh, stderr=subprocess.STDOUT,
@@ -156,7 +156,7 @@ def test_tls_cluster_refuses_an_unregistered_supernode(tmp_path):
     import json
     import subprocess
 
-    from fl_sim.cluster import REPO, flower_env, free_port
+    from fl_sim.app.cluster import REPO, flower_env, free_port
 
     certs = tmp_path / "certs"
     gen = subprocess.run(["bash", str(REPO / "scripts" / "gen_certs.sh"), str(certs), "1"],
@@ -200,7 +200,7 @@ def test_tls_cluster_refuses_an_unregistered_supernode(tmp_path):
 def test_tls_authenticated_cluster_runs_an_experiment(tmp_path):
     import subprocess
 
-    from fl_sim.cluster import REPO
+    from fl_sim.app.cluster import REPO
 
     certs = tmp_path / "certs"
     subprocess.run(["bash", str(REPO / "scripts" / "gen_certs.sh"), str(certs), "2"], check=True,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fl_sim import cluster as cl
+from fl_sim.app import cluster as cl
 from tests.integration.conftest import FL_SIM, REPO, run_cli, run_dirs, wait_for
 
 SMOKE = "experiments/smoke.toml"
@@ -84,7 +84,7 @@ def victims(round_no=1):
     from fl_sim.config import load_experiment
     from fl_sim.data import load_corpus
     from fl_sim.sampling import sample_clients
-    from strategies.fedavg import partition_clients
+    from fl_sim.partitioning import partition_clients
 
     cfg = load_experiment(SMOKE)
     ids = load_corpus(cfg.data, SEED).train_client_ids

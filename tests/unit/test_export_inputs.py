@@ -25,7 +25,7 @@ def make_run(path, **experiment):
 def test_building_the_cli_does_not_import_tensorflow():
     # `fl-sim export --help` and its error paths must not wait for TensorFlow (a fresh
     # interpreter: other tests in this process may have imported it already).
-    code = ("import sys, fl_sim.cli; fl_sim.cli.build_parser(); "
+    code = ("import sys, fl_sim.app.cli; fl_sim.app.cli.build_parser(); "
             "import fl_sim.export.pipeline; print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr[-2000:]

@@ -4,7 +4,8 @@ import numpy as np
 
 from fl_sim.config import from_dict
 from fl_sim.sampling import sample_clients
-from strategies.fedavg import FedAvgDelta, split_over_nodes
+from fl_sim.partitioning import split_over_nodes
+from strategies.fedavg import FedAvgDelta
 
 
 def test_sampling_is_seeded_stateless_and_without_replacement():
@@ -44,7 +45,7 @@ def test_split_over_nodes_balances_steps_longest_first():
 
 
 def test_client_cost_is_the_trainers_step_count_and_reaches_the_innermost_strategy():
-    from clients.trainer import local_steps
+    from fl_sim.partitioning import local_steps
     from strategies.registry import make_strategy as build
     from strategies.wrapper import innermost
 

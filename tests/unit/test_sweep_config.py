@@ -3,7 +3,7 @@
 import pytest
 
 from fl_sim.config import ConfigError
-from fl_sim.sweep import frontier_table, load_sweep
+from fl_sim.app.sweep import frontier_table, load_sweep
 
 
 def write(tmp_path, body, name="s.toml"):
@@ -47,7 +47,7 @@ def test_frontier_table_marks_the_reference():
 
 def test_frontier_plot_before_and_after_private_points(tmp_path):
     # The sweep redraws after every point, so the first plot has only the reference run.
-    from fl_sim.sweep import frontier_plot
+    from fl_sim.app.sweep import frontier_plot
 
     ref = {"model": "cifg", "private": False, "noise_multiplier": None, "epsilon_rdp": None,
            "epsilon_pld": None, "delta": None, "accuracy": 0.2, "accuracy_no_oov_eos": 0.21,
@@ -71,7 +71,7 @@ def test_seeds_repeat_every_point_and_set_the_seed(tmp_path):
 
 
 def test_over_seeds_means_and_sample_sd(tmp_path):
-    from fl_sim.sweep import frontier_plot, over_seeds
+    from fl_sim.app.sweep import frontier_plot, over_seeds
 
     def row(seed, acc, ppl, private=True):
         return {"point": f"p-s{seed}", "model": "cifg", "seed": seed, "private": private,

@@ -29,7 +29,7 @@ from pathlib import Path
 DEFAULT_DIR = ".cache/fl_sim_cluster"
 CONNECTION = "fl-sim-cluster"
 HOST = "127.0.0.1"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 class ClusterError(RuntimeError):

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_parser(sub)
 
-    from fl_sim.cluster import add_parser as add_cluster_parser
+    from fl_sim.app.cluster import add_parser as add_cluster_parser
 
     add_cluster_parser(sub)
     return parser
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sweep":
         return cmd_sweep(args)
     if args.command == "cluster":
-        from fl_sim.cluster import cmd_cluster
+        from fl_sim.app.cluster import cmd_cluster
 
         return cmd_cluster(args)
     if args.command == "export":
@@ -130,7 +130,7 @@ def cmd_run(args, parser) -> int:
         return _usage_error(str(exc))
     print(f"fl-sim: {'resuming' if args.resume else 'starting'} {cfg.experiment.name} "
           f"-> {run_dir}", flush=True)
-    from fl_sim.simulation import simulate
+    from fl_sim.app.simulation import simulate
 
     try:
         simulate(cfg, run_dir, resume=bool(args.resume), verbose=args.verbose,
@@ -141,7 +141,7 @@ def cmd_run(args, parser) -> int:
     except Exception as exc:  # the run's own failure: say where its files are
         print(f"fl-sim: run failed: {exc}\nPartial results (resumable): {run_dir}", file=sys.stderr)
         return 1
-    from fl_sim.cluster import aborted_reason
+    from fl_sim.app.cluster import aborted_reason
 
     if reason := aborted_reason(str(run_dir)):  # server.below_min_clients = "abort"
         print(f"fl-sim: run {reason}; results: {run_dir}", file=sys.stderr)
@@ -153,7 +153,7 @@ def cmd_sweep(args) -> int:
     import json
     from datetime import datetime, timezone
 
-    from fl_sim.sweep import load_sweep, run_sweep
+    from fl_sim.app.sweep import load_sweep, run_sweep
 
     try:
         if args.resume:

@@ -60,7 +60,7 @@ def simulate(cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, verb
     quiet_libraries(verbose)  # after importing flwr, which resets its logger's level
 
     from clients.app import app as client_app
-    from fl_sim.server_app import make_server_app
+    from fl_sim.app.server_app import make_server_app
 
     nodes = num_supernodes(cfg)
     server_app = make_server_app(cfg, run_dir, resume=resume, min_nodes=nodes, progress=progress)

@@ -144,7 +144,7 @@ class FederatedRun:
     def run(self, min_nodes: int) -> dict:
         import tensorflow as tf
 
-        from clients.trainer import local_steps
+        from fl_sim.partitioning import local_steps
         from fl_sim.data import load_corpus
         from fl_sim.evaluation import Evaluator
         from fl_sim.models import build_model
@@ -327,7 +327,7 @@ def main(grid: Grid, context: Context) -> None:
     rc = context.run_config
     path = Path(str(rc.get("experiment", "experiments/demo.toml")))
     if not path.is_absolute() and not path.exists():
-        path = Path(__file__).resolve().parent.parent / path
+        path = Path(__file__).resolve().parents[2] / path
     overrides = [s for s in str(rc.get("overrides", "")).split(";") if s.strip()]
     if int(rc.get("num-server-rounds", 0) or 0):
         overrides.append(f"experiment.rounds={int(rc['num-server-rounds'])}")

@@ -143,7 +143,7 @@ def point_status(point_dir: Path) -> str:
 
 def run_sweep(sweep: Sweep, sweep_dir: Path, *, verbose: bool = False, progress=print) -> list[dict]:
     from fl_sim import results
-    from fl_sim.simulation import simulate
+    from fl_sim.app.simulation import simulate
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if not (sweep_dir / "sweep.json").exists():
