@@ -2,9 +2,12 @@
 
 McMahan et al. 2018 ("Learning Differentially Private Recurrent Language Models"), with
 adaptive clipping from Andrew et al. 2021. A wrapper, as Flower's DP strategies are: it
-keeps the inner strategy's sampling, validation and server optimizer, and replaces its
-aggregation step with clip -> sum -> Gaussian noise -> fixed denominator
-(``fl_sim.privacy.DPAggregator``). Every round is charged to a ``PrivacyLedger`` over
+keeps the inner strategy's validation and server optimizer, and replaces its aggregation
+step, through the public ``set_aggregation`` hook, with clip -> sum -> Gaussian noise ->
+fixed denominator (``fl_sim.privacy.DPAggregator``), sampled with ``privacy.sampling`` and
+released every round. Any stack of other wrappers may sit between it and the strategy
+(e.g. pruning inside or outside it: pruning masks the released weights, which is
+post-processing either way). Every round is charged to a ``PrivacyLedger`` over
 dp-accounting; a configured ``max_epsilon`` stops the run before the round that would
 exceed it.
 
@@ -17,15 +20,18 @@ fixed denominator ``q N``), and it keeps no ledger (docs/privacy.md).
 from __future__ import annotations
 
 import numpy as np
+from flwr.serverapp.strategy import Strategy
 
 from fl_sim.config import ExperimentConfig
 from fl_sim.privacy import DPAggregator, PrivacyLedger, calibrate_noise
-from strategies.fedavg import FedAvgDelta
+from strategies.hooks import Accepted, Aggregation
 from strategies.wrapper import StrategyWrapper
 
 
 class DPFedAvg(StrategyWrapper):
-    def __init__(self, inner: FedAvgDelta, cfg: ExperimentConfig, population: int):
+    once_per_stack = "the noise would be added, and the privacy cost charged, twice"
+
+    def __init__(self, inner: Strategy, cfg: ExperimentConfig, population: int):
         p = cfg.privacy
         super().__init__(inner)
         self.cfg = cfg
@@ -42,13 +48,13 @@ class DPFedAvg(StrategyWrapper):
         self.ledger = PrivacyLedger(population, m, p.sampling, p.delta or None)
         self.dp = DPAggregator.from_config(p, expected_cohort=m, seed=cfg.experiment.seed,
                                            noise_multiplier=self.z)
-        inner.sampling = p.sampling
-        inner.release_every_round = True
-        inner.aggregator = self._aggregate
+        inner.set_aggregation(Aggregation(self._aggregate, owner=type(self).__name__,
+                                          sampling=p.sampling, release_every_round=True))
 
-    def _aggregate(self, server_round: int, accepted: list) -> tuple[list[np.ndarray], dict]:
+    def _aggregate(self, server_round: int, accepted: list[Accepted], current: list[np.ndarray]
+                   ) -> tuple[list[np.ndarray], dict]:
         mean, report = self.dp.aggregate([d for _, d, _ in accepted], server_round,
-                                         template=self.inner.current)
+                                         template=current)
         self.ledger.record_round(self.z)
         keep = ("clip_norm", "next_clip_norm", "noise_multiplier", "update_noise_multiplier",
                 "noise_std", "fraction_clipped", "num_clipped", "noisy_unclipped_fraction")

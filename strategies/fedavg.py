@@ -21,6 +21,7 @@ from fl_sim.data.population import ClientIds
 from fl_sim.fedavg import make_server_optimizer, weighted_mean
 from fl_sim.partitioning import ClientPartitions, partition_clients, split_over_nodes
 from fl_sim.sampling import sample_clients
+from strategies.hooks import Accepted, Aggregation
 
 
 class FedAvgDelta(Strategy):
@@ -34,13 +35,10 @@ class FedAvgDelta(Strategy):
         self.optimizer = make_server_optimizer(cfg.server)
         self.current: list[np.ndarray] | None = None
         self.last_cohort: list[str] = []
-        self.sampling = "fixed"
-        # Under DP a round's noisy update is released even with few (or no) clients:
-        # skipping it would depend on who participated.
-        self.release_every_round = False
-        # The step that turns accepted client updates into one update; the DP wrapper
-        # replaces it with clip -> sum -> noise -> fixed denominator.
-        self.aggregator = self.weighted_average
+        # The step that turns accepted client updates into one update; a wrapper may
+        # replace it once, through set_aggregation (DP: clip -> sum -> noise -> fixed
+        # denominator, with its sampling scheme and a release every round).
+        self.aggregation = Aggregation(self.weighted_average, owner=type(self).__name__)
         # A deployment with partitioned SuperNodes sets these (see split_over_nodes).
         self.node_partitions: dict[int, int] | None = None
         self.client_partitions: ClientPartitions | None = None
@@ -50,8 +48,8 @@ class FedAvgDelta(Strategy):
         # does in simulation): nodes then get equal work, not equal client counts.
         self.client_cost: Callable[[str], float] | None = None
 
-    def weighted_average(self, server_round: int, accepted: list[tuple[str, list, dict]]
-                         ) -> tuple[list[np.ndarray], dict]:
+    def weighted_average(self, server_round: int, accepted: list[Accepted],
+                         current: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
         weights = [m["num_examples"] if self.cfg.server.weighted else 1.0 for _, _, m in accepted]
         return weighted_mean([d for _, d, _ in accepted], weights), {}
 
@@ -60,7 +58,7 @@ class FedAvgDelta(Strategy):
                         grid: Grid) -> Iterable[Message]:
         self.current = arrays.to_numpy_ndarrays()
         cohort = sample_clients(self.client_ids, self.cfg.server.clients_per_round,
-                                self.cfg.experiment.seed, server_round, self.sampling)
+                                self.cfg.experiment.seed, server_round, self.aggregation.sampling)
         self.last_cohort = cohort
         plan = split_over_nodes(cohort, list(grid.get_node_ids()), self.node_partitions,
                                 self.client_partitions, self.client_cost)
@@ -92,7 +90,7 @@ class FedAvgDelta(Strategy):
         metrics["nodes_failed"] = failed + max(0, len(self.last_plan) - answered)
         return (None if new is None else ArrayRecord(new)), MetricRecord(metrics)
 
-    def aggregate_results(self, server_round: int, results: list[tuple[str, list, dict]],
+    def aggregate_results(self, server_round: int, results: list[Accepted],
                           rejected: int = 0) -> tuple[list[np.ndarray] | None, dict]:
         """Validate each client's update, average the valid ones, apply the server optimizer.
 
@@ -112,11 +110,11 @@ class FedAvgDelta(Strategy):
         metrics = {"clients_sampled": sampled, "clients_completed": len(accepted),
                    "clients_failed": max(0, sampled - len(accepted) - rejected),
                    "clients_rejected": rejected}
-        if not self.release_every_round and (
+        if not self.aggregation.release_every_round and (
                 not accepted or len(accepted) < self.cfg.server.min_clients):
             metrics["skipped"] = 1
             return None, metrics
-        mean_delta, report = self.aggregator(server_round, accepted)
+        mean_delta, report = self.aggregation.step(server_round, accepted, self.current)
         metrics.update(report)
         new = self.optimizer.step(self.current, mean_delta)
         n = float(sum(m["num_examples"] for _, _, m in accepted))
@@ -155,13 +153,29 @@ class FedAvgDelta(Strategy):
             return f"update is {size} bytes, over server.max_update_bytes = {limit}"
         return None
 
+    # -- composition hooks (strategies/hooks.py): what wrappers and the server loop set ---
+    def set_aggregation(self, aggregation: Aggregation) -> None:
+        """Replace the aggregation step; refused if a wrapper already replaced it."""
+        own = type(self).__name__
+        if self.aggregation.owner != own:
+            raise ValueError(
+                f"{aggregation.owner} cannot replace the aggregation step of {own}: "
+                f"{self.aggregation.owner} already did, and only one wrapper may")
+        if aggregation.sampling not in ("fixed", "poisson"):
+            raise ValueError(f"{aggregation.owner}: unknown sampling scheme {aggregation.sampling!r}")
+        self.aggregation = aggregation
+
+    def set_client_cost(self, cost: Callable[[str], float] | None) -> None:
+        """Client id -> its SGD steps this round (see split_over_nodes)."""
+        self.client_cost = cost
+
     def set_partitions(self, node_partitions: dict[int, int], num_partitions: int) -> None:
         """Deployment: node id -> partition id; clients are sliced by partition_clients."""
         self.node_partitions = dict(node_partitions)
         self.num_partitions = num_partitions
         self.client_partitions = partition_clients(self.client_ids, num_partitions)
 
-    # -- hooks the server loop calls (wrappers such as DP-FedAvg extend them) -------------
+    # -- hooks the server loop calls (wrappers extend them) -------------------------------
     def before_round(self, server_round: int) -> str | None:
         """A reason to stop before this round (e.g. a privacy budget), or None to go on."""
         return None

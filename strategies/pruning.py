@@ -6,7 +6,8 @@ and mask math live in :mod:`fl_sim.pruning` (pure NumPy, unit-tested there).
 
 A wrapper, like DP-FedAvg: the inner strategy samples, validates, aggregates and applies the
 server optimizer; this class only post-processes the new global weights through the server
-loop's ``after_round`` hook. On every round it
+loop's ``after_round`` hook, so it composes with DP-FedAvg in either order (the masks are
+computed from, and applied to, weights DP already released: post-processing). On every round it
 
 1. recomputes the masks when the schedule's sparsity has risen (a pruning round; masks only
    ever grow: an entry pruned once stays pruned), then
@@ -64,7 +65,9 @@ def check_schedule(cfg: ExperimentConfig) -> int:
 
 
 class FederatedPruning(StrategyWrapper):
-    """Wrap ``inner`` (FedAvgDelta or DPFedAvg) with the ``[pruning]`` schedule of ``cfg``."""
+    """Wrap ``inner`` (any fl_sim strategy or wrapper) with the ``[pruning]`` schedule of ``cfg``."""
+
+    once_per_stack = "two pruners would checkpoint the same pruning_mask_<i> keys"
 
     def __init__(self, inner: Strategy, cfg: ExperimentConfig, names: list[str] | None = None):
         super().__init__(inner)

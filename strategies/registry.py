@@ -9,7 +9,8 @@ STRATEGIES = {"fedavg": FedAvgDelta}
 
 def make_strategy(name: str, cfg, client_ids, experiment_toml):
     """The configured strategy, wrapped in DP-FedAvg when ``privacy.enabled`` and in
-    federated pruning when ``pruning.enabled`` (outermost: it masks the weights DP released)."""
+    federated pruning when ``pruning.enabled``. The two compose in either order (pruning
+    masks the weights DP released either way); pruning is put outermost here."""
     try:
         factory = STRATEGIES[name]
     except KeyError:

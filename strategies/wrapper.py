@@ -1,25 +1,38 @@
 """A strategy around a strategy (the Flower DP-wrapper pattern), delegating by default.
 
-DP-FedAvg and federated pruning each change one or two steps of the inner strategy (the
-aggregation, the weights after a round, the checkpointed state) and must pass everything
-else through unchanged, including the fl_sim hooks the server loop calls
-(``before_round``, ``after_round``, ``round_metrics``, ``final_report``, ``state`` /
-``load_state``, ``extra_state`` / ``load_extra_state``). Subclasses override only what they
-change and call ``self.inner`` for the rest, so wrappers compose in any order.
+DP-FedAvg and federated pruning each change one or two steps of the inner strategy and
+pass everything else through unchanged, including the fl_sim hooks the server loop calls
+(:data:`strategies.hooks.HOOKS`). A wrapper changes the inner strategy only through those
+public methods (DP-FedAvg through ``set_aggregation``; pruning through ``after_round``),
+never by setting its fields, so wrappers compose in either order: a stack that cannot
+work is refused here, at construction, with the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from strategies.hooks import Aggregation, missing_hooks
+
 
 class StrategyWrapper(Strategy):
+    #: Why this wrapper may appear only once in a stack (None: any number of times).
+    once_per_stack: str | None = None
+
     def __init__(self, inner: Strategy):
+        name = type(self).__name__
+        missing = missing_hooks(inner)
+        if missing:
+            raise TypeError(f"{name} wraps fl_sim strategies only: {type(inner).__name__} lacks "
+                            f"{', '.join(missing)} (see strategies/hooks.py)")
+        if self.once_per_stack and name in layers(inner):
+            raise ValueError(f"{name} is already in the stack {describe(inner)}: "
+                             f"{self.once_per_stack}")
         self.inner = inner
 
     # -- Flower Strategy interface -------------------------------------------------------
@@ -39,7 +52,19 @@ class StrategyWrapper(Strategy):
     def summary(self) -> None:
         self.inner.summary()
 
-    # -- fl_sim hooks (see strategies/fedavg.py) -----------------------------------------
+    # -- fl_sim hooks (strategies/hooks.py) ----------------------------------------------
+    def aggregate_results(self, server_round: int, results: list, rejected: int = 0):
+        return self.inner.aggregate_results(server_round, results, rejected)
+
+    def set_aggregation(self, aggregation: Aggregation) -> None:
+        self.inner.set_aggregation(aggregation)
+
+    def set_partitions(self, node_partitions: dict[int, int], num_partitions: int) -> None:
+        self.inner.set_partitions(node_partitions, num_partitions)
+
+    def set_client_cost(self, cost: Callable[[str], float] | None) -> None:
+        self.inner.set_client_cost(cost)
+
     def before_round(self, server_round: int) -> str | None:
         return self.inner.before_round(server_round)
 
@@ -65,8 +90,16 @@ class StrategyWrapper(Strategy):
         self.inner.load_extra_state(extra)
 
 
-def innermost(strategy: Strategy) -> Strategy:
-    """The strategy at the core of any stack of wrappers (e.g. pruning around DP around FedAvg)."""
+def layers(strategy: Strategy) -> list[str]:
+    """Class names from the outermost wrapper in, e.g. ['FederatedPruning', 'DPFedAvg', 'FedAvgDelta']."""
+    out = [type(strategy).__name__]
     while isinstance(strategy, StrategyWrapper):
         strategy = strategy.inner
-    return strategy
+        out.append(type(strategy).__name__)
+    return out
+
+
+def describe(strategy: Strategy) -> str:
+    """The stack as one expression, e.g. 'FederatedPruning(DPFedAvg(FedAvgDelta))'."""
+    names = layers(strategy)
+    return "(".join(names) + ")" * (len(names) - 1)

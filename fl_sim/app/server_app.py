@@ -24,7 +24,6 @@ from flwr.serverapp import Grid, ServerApp
 
 from fl_sim import checkpoint, results
 from fl_sim.config import ExperimentConfig, dumps_toml, load_experiment
-from strategies.wrapper import innermost
 
 Progress = Callable[[str], None]
 
@@ -139,7 +138,7 @@ class FederatedRun:
         if not nums:
             raise PartitionError("no SuperNode reported a partition within "
                                  f"{self.cfg.server.node_wait_timeout:.0f} s (server.node_wait_timeout)")
-        innermost(strategy).set_partitions({n: pid for n, (pid, _) in live.items()}, nums.pop())
+        strategy.set_partitions({n: pid for n, (pid, _) in live.items()}, nums.pop())
 
     def run(self, min_nodes: int) -> dict:
         import tensorflow as tf
@@ -159,7 +158,7 @@ class FederatedRun:
         baseline = corpus.most_frequent_baseline(cfg.server.eval_max_sequences)
         strategy = make_strategy(cfg.server.strategy, cfg, corpus.train_client_ids, dumps_toml(cfg))
         # Lets the strategy give every node an equal share of the round's SGD steps.
-        innermost(strategy).client_cost = lambda cid: local_steps(cfg.client, corpus.num_train_sequences(cid))
+        strategy.set_client_cost(lambda cid: local_steps(cfg.client, corpus.num_train_sequences(cid)))
         weights = [v.numpy() for v in model.trainable_variables]
         n_params = int(sum(w.size for w in weights))
 

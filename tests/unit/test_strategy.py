@@ -47,7 +47,6 @@ def test_split_over_nodes_balances_steps_longest_first():
 def test_client_cost_is_the_trainers_step_count_and_reaches_the_innermost_strategy():
     from fl_sim.partitioning import local_steps
     from strategies.registry import make_strategy as build
-    from strategies.wrapper import innermost
 
     for epochs, batch, cap in [(1, 16, 0), (3, 4, 0), (2, 8, 5)]:
         c = from_dict({"client": {"local_epochs": epochs, "batch_size": batch, "max_steps": cap}}).client
@@ -57,7 +56,11 @@ def test_client_cost_is_the_trainers_step_count_and_reaches_the_innermost_strate
     cfg = from_dict({"privacy": {"enabled": True, "noise_multiplier": 1.0},
                      "pruning": {"enabled": True}, "server": {"clients_per_round": 2}})
     s = build("fedavg", cfg, ["a", "b", "c"], "")
-    assert type(innermost(s)).__name__ == "FedAvgDelta" and innermost(innermost(s)) is innermost(s)
+    core = s.inner.inner
+    assert type(core).__name__ == "FedAvgDelta"
+    cost = {"a": 1, "b": 2, "c": 3}.__getitem__
+    s.set_client_cost(cost)            # through both wrappers' public hooks
+    assert core.client_cost is cost
 
 
 def make_strategy(**server):

@@ -1,0 +1,61 @@
+"""The composition contract between fl_sim strategies and the wrappers around them.
+
+A wrapper (DP-FedAvg, federated pruning) changes a strategy only through public methods,
+so wrappers compose in either order (Flower's DP wrappers call only ``aggregate_train``;
+pfl-research chains postprocessors around one aggregation):
+
+- the server loop's hooks, which every strategy has and every wrapper passes on
+  (``HOOKS``);
+- ``set_aggregation(Aggregation)``: the one step a wrapper may replace, the one that
+  turns a round's accepted client updates into one update, together with what that step
+  needs from the round around it (the client sampling scheme, releasing an update every
+  round). Only one wrapper may replace it: a second one is refused at construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+#: (client id, delta, metrics) of one client update that passed validation.
+Accepted = tuple[str, list[np.ndarray], dict]
+
+#: (server round, accepted updates sorted by client id, current global weights)
+#: -> (mean delta, metrics the step reports for metrics.jsonl).
+AggregationStep = Callable[[int, list[Accepted], list[np.ndarray]], tuple[list[np.ndarray], dict]]
+
+#: Methods the server loop calls on the outermost strategy, which wrappers pass on.
+HOOKS = ("configure_train", "aggregate_train", "aggregate_results", "before_round",
+         "after_round", "round_metrics", "final_report", "state", "load_state",
+         "extra_state", "load_extra_state", "set_aggregation", "set_partitions",
+         "set_client_cost", "summary")
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """The aggregation step and what it requires of the round.
+
+    Parameters
+    ----------
+    step : AggregationStep
+        Accepted updates -> one update.
+    owner : str
+        Who installed it (named in errors).
+    sampling : str
+        The client sampling scheme the step's guarantees assume ("fixed" or "poisson").
+    release_every_round : bool
+        Release an update even below ``server.min_clients`` (or with no client at all):
+        under DP, skipping a round would depend on who participated.
+    """
+
+    step: AggregationStep
+    owner: str
+    sampling: str = "fixed"
+    release_every_round: bool = False
+
+
+def missing_hooks(strategy: object) -> list[str]:
+    """The HOOKS that ``strategy`` lacks (empty for any fl_sim strategy or wrapper)."""
+    return [name for name in HOOKS if not callable(getattr(strategy, name, None))]
