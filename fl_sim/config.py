@@ -126,6 +126,13 @@ class PrivacyConfig:
     target_epsilon: float = _f(0.0, lo=0.0, doc="> 0: calibrate noise_multiplier to reach it at the last round")
     max_epsilon: float = _f(0.0, lo=0.0, doc="> 0: stop before the round that would exceed it")
     accountant: str = _f("rdp", choices=("rdp", "pld"), doc="accountant used for budget and calibration")
+    # Deployment-scale accounting (pfl-research's noise_cohort_size): train a cohort of m
+    # clients, add the noise a cohort of m' would get, and account epsilon for a stated
+    # deployment of N' clients sampling m' per round (fl_sim/privacy/deployment.py).
+    noise_cohort_size: int = _f(0, lo=0, doc="m': noise std z*C/m' on the mean, as for a cohort of m' "
+                                              "(0 = server.clients_per_round, i.e. off)")
+    accounting_population: int = _f(0, lo=0, doc="N': epsilon is accounted for a deployment of N' clients "
+                                                  "sampling noise_cohort_size per round (0 = the training population)")
 
 
 @dataclass(frozen=True)
@@ -256,6 +263,11 @@ def _check_cross_fields(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(
             f"{where}: server.min_clients = {cfg.server.min_clients}: expected <= "
             f"server.clients_per_round ({cfg.server.clients_per_round})")
+    p = cfg.privacy
+    if p.noise_cohort_size and p.accounting_population and p.noise_cohort_size > p.accounting_population:
+        raise ConfigError(
+            f"{where}: privacy.noise_cohort_size = {p.noise_cohort_size}: expected <= "
+            f"privacy.accounting_population ({p.accounting_population})")
     m = cfg.model
     if m.kind in ("transformer", "si_transformer") and m.hidden_dim % m.num_heads:
         raise ConfigError(

@@ -23,7 +23,8 @@ import numpy as np
 from flwr.serverapp.strategy import Strategy
 
 from fl_sim.config import ExperimentConfig
-from fl_sim.privacy import DPAggregator, PrivacyLedger, calibrate_noise
+from fl_sim.privacy import DPAggregator
+from fl_sim.privacy.deployment import DPAccounting
 from strategies.hooks import Accepted, Aggregation
 from strategies.wrapper import StrategyWrapper
 
@@ -39,15 +40,14 @@ class DPFedAvg(StrategyWrapper):
         if m > population:
             raise ValueError(f"server.clients_per_round = {m} exceeds the {population} training "
                              "clients; DP accounting needs cohort <= population")
-        self.calibrated = p.target_epsilon > 0
-        if self.calibrated:
-            self.z = calibrate_noise(p.target_epsilon, p.delta or None, cfg.experiment.rounds,
-                                     p.sampling, population, m, p.accountant)
-        else:
-            self.z = p.noise_multiplier
-        self.ledger = PrivacyLedger(population, m, p.sampling, p.delta or None)
+        # Epsilon (and a calibrated z) is for the stated deployment N', m' when
+        # privacy.accounting_population / noise_cohort_size are set (fl_sim/privacy/deployment.py).
+        self.accounting = DPAccounting(p, population, m, cfg.experiment.rounds)
+        self.calibrated = self.accounting.calibrated
+        self.z = self.accounting.z
         self.dp = DPAggregator.from_config(p, expected_cohort=m, seed=cfg.experiment.seed,
-                                           noise_multiplier=self.z)
+                                           noise_multiplier=self.z,
+                                           noise_cohort=self.accounting.scale.noise_cohort)
         inner.set_aggregation(Aggregation(self._aggregate, owner=type(self).__name__,
                                           sampling=p.sampling, release_every_round=True))
 
@@ -55,9 +55,10 @@ class DPFedAvg(StrategyWrapper):
                    ) -> tuple[list[np.ndarray], dict]:
         mean, report = self.dp.aggregate([d for _, d, _ in accepted], server_round,
                                          template=current)
-        self.ledger.record_round(self.z)
+        self.accounting.record_round()
         keep = ("clip_norm", "next_clip_norm", "noise_multiplier", "update_noise_multiplier",
-                "noise_std", "fraction_clipped", "num_clipped", "noisy_unclipped_fraction")
+                "noise_std", "mean_noise_std", "fraction_clipped", "num_clipped",
+                "noisy_unclipped_fraction")
         return mean, {k: float(report[k]) for k in keep if k in report}
 
     # -- fl_sim hooks --------------------------------------------------------------------
@@ -71,11 +72,13 @@ class DPFedAvg(StrategyWrapper):
                         f"{p.max_epsilon} at delta = {self.ledger.delta:.3g} after round {server_round}")
         return self.inner.before_round(server_round)
 
+    @property
+    def ledger(self):
+        """The ledger of the headline epsilon (the stated deployment's in deployment mode)."""
+        return self.accounting.ledger
+
     def round_metrics(self, server_round: int) -> dict:
-        eps = self.ledger.epsilons()
-        return {**self.inner.round_metrics(server_round), "epsilon_rdp": eps["rdp"],
-                "epsilon_pld": eps["pld"], "delta": eps["delta"],
-                "accountant": self.cfg.privacy.accountant}
+        return {**self.inner.round_metrics(server_round), **self.accounting.metrics()}
 
     def final_report(self) -> dict:
         p = self.cfg.privacy
@@ -88,18 +91,25 @@ class DPFedAvg(StrategyWrapper):
         facts, text = self.ledger.statement(clip_norm=p.clip_norm, adaptive=adaptive)
         if self.calibrated:
             text += (f"\n\nThe noise multiplier z = {self.z:.6g} was calibrated so that epsilon "
-                     f"({p.accountant}) <= {p.target_epsilon} after {self.cfg.experiment.rounds} rounds.")
-        eps = self.ledger.epsilons()
-        return {**self.inner.final_report(), "noise_multiplier": self.z,
-                "epsilon_rdp": eps["rdp"], "epsilon_pld": eps["pld"], "delta": eps["delta"],
+                     f"({p.accountant}) <= {p.target_epsilon} after {self.cfg.experiment.rounds} rounds"
+                     + (f" for {self.accounting.scale.describe()}." if self.accounting.run_ledger
+                        is not None else "."))
+        deploy = self.accounting.deployment_paragraph()
+        if deploy:
+            text = deploy + "\n\n" + text
+        metrics = self.accounting.metrics()
+        metrics.pop("accountant")
+        facts["deployment"] = (None if self.accounting.run_ledger is None else
+                               {k: v for k, v in metrics.items() if k.startswith(("run_", "epsilon_for"))})
+        return {**self.inner.final_report(), "noise_multiplier": self.z, **metrics,
                 "privacy": facts, "privacy_statement": text}
 
     def extra_state(self) -> dict:
-        return {**self.inner.extra_state(), "privacy_ledger": self.ledger.to_dict(),
-                "dp_aggregator": self.dp.state(), "noise_multiplier": self.z}
+        return {**self.inner.extra_state(), **self.accounting.to_dict(),
+                "dp_aggregator": self.dp.state()}
 
     def load_extra_state(self, extra: dict) -> None:
         self.inner.load_extra_state(extra)
         if "privacy_ledger" in extra:
-            self.ledger = PrivacyLedger.from_dict(extra["privacy_ledger"])
+            self.accounting.load_dict(extra)
             self.dp.load_state(extra["dp_aggregator"])

@@ -296,9 +296,15 @@ def write_summary(run_dir: Path, cfg: ExperimentConfig, finals: dict[str, dict])
 
 def summary_table(summary: dict) -> str:
     private = any("epsilon_rdp" in f for f in summary["models"].values())
+    # Deployment-scale accounting: the headline epsilon is for the stated deployment; the
+    # table says so in its header and shows the run's own (much larger) epsilon beside it.
+    deploy = sorted({f["epsilon_for"] for f in summary["models"].values() if f.get("epsilon_for")})
     head = "| model | rounds | params | accuracy | acc. no OOV/EOS | perplexity | eval loss | most-frequent-word acc. |"
     if private:
-        head += " z | epsilon (RDP) | epsilon (PLD) | delta |"
+        scope = f" for {'; '.join(deploy)}" if deploy else ""
+        head += f" z | epsilon (RDP){scope} | epsilon (PLD){scope} | delta |"
+        if deploy:
+            head += " epsilon of the simulated run itself (RDP) | its delta |"
     lines = [head + " wall time |", "|---" * (head.count("|")) + "|"]
     for name, f in summary["models"].items():
         done = f.get("rounds_completed", f["rounds"])
@@ -311,6 +317,8 @@ def summary_table(summary: dict) -> str:
                 return "-" if v is None else format(v, fmt)
             line += (f" {g(f.get('noise_multiplier'))} | {g(f.get('epsilon_rdp'))} | "
                      f"{g(f.get('epsilon_pld'))} | {g(f.get('delta'), '.2g')} |")
+            if deploy:
+                line += f" {g(f.get('run_epsilon_rdp'))} | {g(f.get('run_delta'), '.2g')} |"
         lines.append(line + f" {f['wall_time_s']:.0f} s |")
     return "\n".join(lines)
 

@@ -183,7 +183,10 @@ def collect(sweep: Sweep, sweep_dir: Path) -> list[dict]:
             "noise_multiplier": final.get("noise_multiplier", point.noise_multiplier),
             "target_epsilon": point.target_epsilon,
             "epsilon_rdp": final.get("epsilon_rdp"), "epsilon_pld": final.get("epsilon_pld"),
-            "delta": final.get("delta"), "rounds": final["rounds"],
+            "delta": final.get("delta"),
+            # Deployment-scale accounting: what epsilon is for, and the run's own epsilon.
+            "epsilon_for": final.get("epsilon_for"), "run_epsilon_rdp": final.get("run_epsilon_rdp"),
+            "run_delta": final.get("run_delta"), "rounds": final["rounds"],
             "accuracy": final["eval_accuracy"], "accuracy_no_oov_eos": final["eval_accuracy_no_oov_eos"],
             "perplexity": final["eval_perplexity"], "eval_loss": final["eval_loss"],
             "baseline_accuracy": final["baseline_accuracy"],
@@ -240,7 +243,12 @@ def write_table(sweep: Sweep, sweep_dir: Path) -> list[dict]:
 def frontier_table(rows: list[dict]) -> str:
     """Markdown table; rows averaged over seeds (``n`` > 1) show mean ± sd and the seed count."""
     seeded = any(r.get("n", 1) > 1 for r in rows)
-    head = "| model | noise multiplier | epsilon (RDP) | epsilon (PLD) | delta | accuracy | acc. no OOV/EOS | perplexity |"
+    deploy = deployments(rows)
+    scope = f" for {'; '.join(deploy)}" if deploy else ""
+    head = (f"| model | noise multiplier | epsilon (RDP){scope} | epsilon (PLD){scope} | delta | "
+            "accuracy | acc. no OOV/EOS | perplexity |")
+    if deploy:
+        head += " epsilon of the simulated run itself (RDP) | its delta |"
     if seeded:
         head += " seeds |"
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
@@ -259,8 +267,32 @@ def frontier_table(rows: list[dict]) -> str:
         line = (f"| {r['model']} | {z} | {eps_r} | {eps_p} | {f(r['delta'], '.2g')} | "
                 f"{pm(r, 'accuracy', '.4f')} | {pm(r, 'accuracy_no_oov_eos', '.4f')} | "
                 f"{pm(r, 'perplexity', '.1f')} |")
+        if deploy:
+            line += (" - | - |" if not r["private"] else
+                     f" {f(r.get('run_epsilon_rdp'), '.3g')} | {f(r.get('run_delta'), '.2g')} |")
         lines.append(line + (f" {r.get('n', 1)} |" if seeded else ""))
+    if deploy:
+        lines += ["", f"Epsilon (RDP, PLD) is accounted for the stated {'; '.join(deploy)} "
+                      "(privacy.accounting_population, privacy.noise_cohort_size), not for the "
+                      "runs as executed; their own epsilon is the 'simulated run itself' column."]
     return "\n".join(lines)
+
+
+def deployments(rows: list[dict]) -> list[str]:
+    """The stated deployments the rows' epsilons are for (empty: each run's own)."""
+    return sorted({r["epsilon_for"] for r in rows if r.get("private") and r.get("epsilon_for")})
+
+
+def frontier_xlabel(rows: list[dict]) -> str:
+    """The frontier's x axis: whose epsilon it is, and under deployment-scale accounting
+    the range of the simulated runs' own epsilons."""
+    deploy = deployments(rows)
+    if not deploy:
+        return "epsilon (RDP accountant)"
+    run_eps = [r["run_epsilon_rdp"] for r in rows if r.get("run_epsilon_rdp") is not None]
+    return (f"epsilon (RDP) for the stated {'; '.join(deploy)}, not for these runs"
+            + (f"\n(the simulated runs themselves: epsilon {min(run_eps):.3g} to {max(run_eps):.3g})"
+               if run_eps else ""))
 
 
 def frontier_plot(rows: list[dict], out: Path, title: str = "") -> Path:
@@ -291,8 +323,9 @@ def frontier_plot(rows: list[dict], out: Path, title: str = "") -> Path:
     # A log axis needs a positive epsilon: until a private point has finished (the sweep
     # redraws after every point) only the non-private reference lines exist.
     xscale = "log" if any(r["private"] and (r["epsilon_rdp"] or 0) > 0 for r in rows) else "linear"
-    axes[0].set(xlabel="epsilon (RDP accountant)", ylabel="next-word accuracy", xscale=xscale)
-    axes[1].set(xlabel="epsilon (RDP accountant)", ylabel="perplexity", xscale=xscale, yscale="log")
+    xlabel = frontier_xlabel(rows)
+    axes[0].set(xlabel=xlabel, ylabel="next-word accuracy", xscale=xscale)
+    axes[1].set(xlabel=xlabel, ylabel="perplexity", xscale=xscale, yscale="log")
     # A log axis over less than a decade has no labelled ticks: perplexity goes log only
     # when the sweep spans one.
     ppl = [r["perplexity"] for r in rows if r.get("perplexity") and r["perplexity"] > 0]

@@ -50,7 +50,14 @@ class DPAggregator:
     target_quantile, clip_lr : float
         ``gamma`` and ``eta`` of the geometric update (defaults 0.5 and 0.2).
     clipped_count_stddev : float or None
-        ``sigma_b``; ``None`` means ``m / 20`` (0 when ``z == 0``, as TFF does).
+        ``sigma_b``; ``None`` means ``m' / 20`` (0 when ``z == 0``, as TFF does).
+    noise_cohort : float or None
+        ``m'``: add the noise a cohort of ``m'`` clients would get (pfl-research's
+        ``noise_cohort_size``), i.e. std ``z_Delta C m / m'`` on the sum of the ``m``
+        simulated clients, so ``z_Delta C / m'`` on the mean; the count noise is scaled by
+        the same ``m / m'`` (so the noisy unclipped *fraction* is as noisy as with ``m'``
+        clients). ``sigma_b`` and the noise split are those of the ``m'`` cohort. ``None``
+        means ``m' = m`` (no scaling).
     """
 
     noise_multiplier: float
@@ -61,6 +68,7 @@ class DPAggregator:
     target_quantile: float = 0.5
     clip_lr: float = 0.2
     clipped_count_stddev: float | None = None
+    noise_cohort: float | None = None
     count_stddev: float = field(default=0.0, init=False)
     update_noise_multiplier: float = field(default=0.0, init=False)
     _estimator: QuantileClipEstimator | None = field(default=None, init=False, repr=False)
@@ -72,14 +80,19 @@ class DPAggregator:
             raise ValueError(f"clip_norm must be > 0, got {self.clip_norm}")
         if not self.expected_cohort > 0:
             raise ValueError(f"expected_cohort must be > 0, got {self.expected_cohort}")
+        if self.noise_cohort is None:
+            self.noise_cohort = float(self.expected_cohort)
+        if not self.noise_cohort > 0:
+            raise ValueError(f"noise_cohort must be > 0, got {self.noise_cohort}")
         if self.adaptive:
             self.count_stddev = resolve_clipped_count_stddev(
-                self.noise_multiplier, self.expected_cohort, self.clipped_count_stddev)
+                self.noise_multiplier, self.noise_cohort, self.clipped_count_stddev)
             self.update_noise_multiplier = split_noise_multiplier(
                 self.noise_multiplier, self.count_stddev)
             self._estimator = QuantileClipEstimator(
                 clip_norm=self.clip_norm, target_quantile=self.target_quantile,
-                learning_rate=self.clip_lr, clipped_count_stddev=self.count_stddev,
+                learning_rate=self.clip_lr,
+                clipped_count_stddev=self.count_stddev * self.noise_scale,
                 expected_cohort=self.expected_cohort)
         else:
             self.count_stddev = 0.0
@@ -87,13 +100,20 @@ class DPAggregator:
 
     @classmethod
     def from_config(cls, cfg: Any, expected_cohort: float, seed: int,
-                    noise_multiplier: float | None = None) -> "DPAggregator":
+                    noise_multiplier: float | None = None,
+                    noise_cohort: float | None = None) -> "DPAggregator":
         """Build from a ``PrivacyConfig`` (``noise_multiplier`` overrides a calibrated z)."""
         return cls(
             noise_multiplier=cfg.noise_multiplier if noise_multiplier is None else noise_multiplier,
             clip_norm=cfg.clip_norm, expected_cohort=expected_cohort, seed=seed,
             adaptive=cfg.adaptive_clipping, target_quantile=cfg.target_quantile,
-            clip_lr=cfg.clip_lr, clipped_count_stddev=cfg.clipped_count_stddev or None)
+            clip_lr=cfg.clip_lr, clipped_count_stddev=cfg.clipped_count_stddev or None,
+            noise_cohort=noise_cohort)
+
+    @property
+    def noise_scale(self) -> float:
+        """``m / m'``: the simulated cohort's noise relative to the noise cohort's."""
+        return float(self.expected_cohort) / float(self.noise_cohort)
 
     @property
     def current_clip(self) -> float:
@@ -122,7 +142,8 @@ class DPAggregator:
         report : dict
             ``clip_norm`` (used), ``next_clip_norm``, ``noise_multiplier`` (z),
             ``update_noise_multiplier`` (z_Delta), ``noise_std`` (on the sum),
-            ``mean_noise_std`` (on the mean), ``clipped_count_stddev``, ``count_noise``,
+            ``mean_noise_std`` (on the mean: ``z_Delta C / m'``), ``clipped_count_stddev``
+            (``sigma_b`` of the ``m'`` cohort), ``count_noise``, ``noise_cohort``,
             ``noisy_unclipped_fraction`` (adaptive only), ``num_clients``,
             ``expected_cohort``, ``num_clipped``, ``fraction_clipped``. The last two and
             ``count_noise`` are exact, non-private diagnostics.
@@ -138,7 +159,7 @@ class DPAggregator:
             clipped.append(c)
             norms.append(norm)
             n_clipped += int(was)
-        noise_std = self.update_noise_multiplier * clip
+        noise_std = self.update_noise_multiplier * clip * self.noise_scale
         total = noisy_sum(clipped, noise_std, rng(self.seed, "dp-noise", server_round),
                           template=ref)
         mean = dp_mean(total, self.expected_cohort, dtypes)
@@ -153,6 +174,7 @@ class DPAggregator:
             "count_noise": 0.0,
             "num_clients": len(updates),
             "expected_cohort": float(self.expected_cohort),
+            "noise_cohort": float(self.noise_cohort),
             "num_clipped": n_clipped,
             "fraction_clipped": n_clipped / len(updates) if len(updates) else 0.0,
         }

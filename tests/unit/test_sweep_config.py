@@ -88,3 +88,27 @@ def test_over_seeds_means_and_sample_sd(tmp_path):
     text = frontier_table([private, ref])
     assert "0.1200 ± 0.0200" in text and "110.0 ± 10.0" in text and text.splitlines()[0].endswith("seeds |")
     assert frontier_plot([private, ref], tmp_path / "f.png").stat().st_size > 0
+
+
+def test_deployment_sweep_loads_and_every_table_and_plot_names_the_deployment(tmp_path):
+    from fl_sim.app.sweep import frontier_plot, frontier_xlabel
+
+    # The shipped deployment-scale sweep (hours long; only loaded here)
+    sweep = load_sweep("experiments/sweeps/dp_frontier_deploy.toml")
+    assert len(sweep.points) == 2 * (1 + 5) * 3
+    cfg = sweep.point_config(next(p for p in sweep.points if p.target_epsilon == 2.0))
+    p = cfg.privacy
+    assert (p.target_epsilon, p.delta, p.noise_cohort_size, p.accounting_population) == (2.0, 1e-6, 5000, 10**6)
+    rows = [{"model": "cifg", "private": True, "noise_multiplier": 0.8, "epsilon_rdp": 2.0,
+             "epsilon_pld": 1.1, "delta": 1e-6, "accuracy": 0.1, "accuracy_no_oov_eos": 0.05,
+             "perplexity": 200.0, "baseline_accuracy": 0.08, "epsilon_for": "deployment N'=1,000,000, m'=5,000",
+             "run_epsilon_rdp": 5.2e5, "run_delta": 1e-6},
+            {"model": "cifg", "private": False, "noise_multiplier": None, "epsilon_rdp": None,
+             "epsilon_pld": None, "delta": None, "accuracy": 0.2, "accuracy_no_oov_eos": 0.1,
+             "perplexity": 90.0, "baseline_accuracy": 0.08}]
+    table = frontier_table(rows)
+    assert "epsilon (RDP) for deployment N'=1,000,000, m'=5,000" in table.splitlines()[0]
+    assert "| 5.2e+05 |" in table and "not for the runs as executed" in table
+    label = frontier_xlabel(rows)
+    assert "for the stated deployment N'=1,000,000" in label and "5.2e+05" in label
+    assert frontier_plot(rows, tmp_path / "f.png").stat().st_size > 0
