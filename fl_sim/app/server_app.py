@@ -141,119 +141,151 @@ class FederatedRun:
         strategy.set_partitions({n: pid for n, (pid, _) in live.items()}, nums.pop())
 
     def run(self, min_nodes: int) -> dict:
-        import tensorflow as tf
-
-        from fl_sim.partitioning import local_steps
-        from fl_sim.data import load_corpus
-        from fl_sim.evaluation import Evaluator
-        from fl_sim.models import build_model
-        from strategies import make_strategy
-
-        cfg = self.cfg
+        """Set up, restore any checkpoint, play the rounds, write the final row."""
         t0 = time.perf_counter()
-        corpus = load_corpus(cfg.data, cfg.experiment.seed)
-        model = build_model(cfg.model, corpus.vocab.size, corpus.seq_len, seed=cfg.experiment.seed)
-        evaluator = Evaluator(model)
-        eval_seqs = corpus.eval_sequences(cfg.server.eval_max_sequences)
-        baseline = corpus.most_frequent_baseline(cfg.server.eval_max_sequences)
-        strategy = make_strategy(cfg.server.strategy, cfg, corpus.train_client_ids, dumps_toml(cfg))
-        # Lets the strategy give every node an equal share of the round's SGD steps.
-        strategy.set_client_cost(lambda cid: local_steps(cfg.client, corpus.num_train_sequences(cid)))
-        weights = [v.numpy() for v in model.trainable_variables]
-        n_params = int(sum(w.size for w in weights))
-
-        start = 1
-        ckpt = checkpoint.load_latest(self.run_dir)
-        if ckpt is not None:
-            weights = ckpt["weights"]
-            strategy.load_state(ckpt["optimizer_state"])
-            strategy.load_extra_state(ckpt["extra"].get("strategy", {}))
-            start = ckpt["round"] + 1
-            self.log.keep_rounds_upto(ckpt["round"])
-            self.progress(f"[{self.label}] resuming after round {ckpt['round']} from {self.run_dir}")
-        else:
-            self.log.keep_rounds_upto(0)
-        rounds = cfg.experiment.rounds
-        if start == 1:
-            self.progress(
-                f"[{self.label}] {corpus.describe().get('source', cfg.data.source)}: "
-                f"{len(corpus.train_client_ids)} training clients, {len(corpus.eval_client_ids)} "
-                f"held-out clients, vocab {corpus.vocab.size}; model {cfg.model.kind} "
-                f"({n_params:,} parameters); {rounds} rounds x {cfg.server.clients_per_round} clients")
-        writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
-
-        def set_weights(ws):
-            for v, w in zip(model.trainable_variables, ws):
-                v.assign(w)
-
-        nodes = wait_for_nodes(self.grid, min_nodes, cfg.server.node_wait_timeout)
+        self._setup()
+        start = self._restore()
+        nodes = wait_for_nodes(self.grid, min_nodes, self.cfg.server.node_wait_timeout)
         logging.getLogger("flwr").debug("nodes: %s", nodes)
-        last_eval = None
-        stop_reason = None
-        for rnd in range(start, rounds + 1):
-            stop_reason = strategy.before_round(rnd)
+        last_eval, stop_reason = None, None
+        for rnd in range(start, self.cfg.experiment.rounds + 1):
+            stop_reason = self.strategy.before_round(rnd)
             if stop_reason:
                 self.progress(f"[{self.label}] stopping before round {rnd}: {stop_reason}")
                 break
-            t_round = time.perf_counter()
-            if self.node_partitions:
-                self.refresh_partitions(strategy)
-            arrays = ArrayRecord(weights)
-            messages = strategy.configure_train(rnd, arrays, ConfigRecord(), self.grid)
-            replies = self.grid.send_and_receive(messages, timeout=cfg.server.round_timeout)
-            new_arrays, agg = strategy.aggregate_train(rnd, replies)
-            row = {"type": "round", "round": rnd, "model": cfg.model.kind, **dict(agg)}
-            if new_arrays is not None:
-                weights = strategy.after_round(rnd, new_arrays.to_numpy_ndarrays())
-            else:
-                row["skip_reason"] = (f"{row['clients_completed']} clients completed, fewer than "
-                                      f"server.min_clients = {cfg.server.min_clients}")
-                if cfg.server.below_min_clients == "abort":
-                    stop_reason = (f"aborted in round {rnd}: {row['skip_reason']} "
-                                   "(server.below_min_clients = 'abort')")
-                    row["abort_reason"] = stop_reason
-                    row["round_time_s"] = round(time.perf_counter() - t_round, 4)
-                    self.log.append(row)  # no checkpoint: a resume retries this round
-                    self.progress(f"[{self.label}] {stop_reason}")
-                    break
-            row.update(strategy.round_metrics(rnd))
-            do_eval = rnd == rounds or (cfg.server.eval_every and rnd % cfg.server.eval_every == 0)
-            if do_eval:
-                set_weights(weights)
-                ev = evaluator.evaluate(eval_seqs)
+            row, stop_reason = self._play_round(rnd)
+            if stop_reason:
+                break
+            ev = self._evaluate_if_due(rnd)
+            if ev is not None:
                 last_eval = ev
                 row.update({f"eval_{k}": v for k, v in ev.items()})
-            row["round_time_s"] = round(time.perf_counter() - t_round, 4)
-            self.log.append(row)
-            checkpoint.save(self.run_dir, rnd, weights, strategy.state(),
-                            {"model": cfg.model.kind, "strategy": strategy.extra_state()})
-            with writer.as_default(step=rnd):
-                for k, v in row.items():
-                    if isinstance(v, (int, float)) and k not in ("round", "type"):
-                        tf.summary.scalar(k, v)
-            writer.flush()
-            self.progress(self._progress_line(row, rounds))
+            self._record(row)
+        return self._finish(last_eval, stop_reason, t0)
 
+    # -- the steps of run(), in order ----------------------------------------------------
+    def _setup(self) -> None:
+        """Data, model, evaluator, baseline and the strategy stack for this config."""
+        import tensorflow as tf
+
+        from fl_sim.data import load_corpus
+        from fl_sim.evaluation import Evaluator
+        from fl_sim.models import build_model
+        from fl_sim.partitioning import local_steps
+        from strategies import make_strategy
+
+        cfg = self.cfg
+        self.corpus = corpus = load_corpus(cfg.data, cfg.experiment.seed)
+        self.model = build_model(cfg.model, corpus.vocab.size, corpus.seq_len, seed=cfg.experiment.seed)
+        self.evaluator = Evaluator(self.model)
+        self.eval_seqs = corpus.eval_sequences(cfg.server.eval_max_sequences)
+        self.baseline = corpus.most_frequent_baseline(cfg.server.eval_max_sequences)
+        self.strategy = make_strategy(cfg.server.strategy, cfg, corpus.train_client_ids, dumps_toml(cfg))
+        # Lets the strategy give every node an equal share of the round's SGD steps.
+        self.strategy.set_client_cost(lambda cid: local_steps(cfg.client, corpus.num_train_sequences(cid)))
+        self.weights = [v.numpy() for v in self.model.trainable_variables]
+        self.n_params = int(sum(w.size for w in self.weights))
+        self.writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
+
+    def _restore(self) -> int:
+        """Load the latest checkpoint if any; return the first round to play."""
+        ckpt = checkpoint.load_latest(self.run_dir)
+        if ckpt is None:
+            self.log.keep_rounds_upto(0)
+            self._announce()
+            return 1
+        self.weights = ckpt["weights"]
+        self.strategy.load_state(ckpt["optimizer_state"])
+        self.strategy.load_extra_state(ckpt["extra"].get("strategy", {}))
+        self.log.keep_rounds_upto(ckpt["round"])
+        self.progress(f"[{self.label}] resuming after round {ckpt['round']} from {self.run_dir}")
+        return ckpt["round"] + 1
+
+    def _announce(self) -> None:
+        cfg, corpus = self.cfg, self.corpus
+        self.progress(
+            f"[{self.label}] {corpus.describe().get('source', cfg.data.source)}: "
+            f"{len(corpus.train_client_ids)} training clients, {len(corpus.eval_client_ids)} "
+            f"held-out clients, vocab {corpus.vocab.size}; model {cfg.model.kind} "
+            f"({self.n_params:,} parameters); {cfg.experiment.rounds} rounds x "
+            f"{cfg.server.clients_per_round} clients")
+
+    def _play_round(self, rnd: int) -> tuple[dict, str | None]:
+        """Send the round to the nodes and aggregate: (metrics row, abort reason or None)."""
+        cfg, strategy = self.cfg, self.strategy
+        self.round_started = time.perf_counter()  # round_time_s includes its evaluation
+        if self.node_partitions:
+            self.refresh_partitions(strategy)
+        messages = strategy.configure_train(rnd, ArrayRecord(self.weights), ConfigRecord(), self.grid)
+        replies = self.grid.send_and_receive(messages, timeout=cfg.server.round_timeout)
+        new_arrays, agg = strategy.aggregate_train(rnd, replies)
+        row = {"type": "round", "round": rnd, "model": cfg.model.kind, **dict(agg)}
+        if new_arrays is not None:
+            self.weights = strategy.after_round(rnd, new_arrays.to_numpy_ndarrays())
+        else:
+            row["skip_reason"] = (f"{row['clients_completed']} clients completed, fewer than "
+                                  f"server.min_clients = {cfg.server.min_clients}")
+            if cfg.server.below_min_clients == "abort":
+                stop_reason = (f"aborted in round {rnd}: {row['skip_reason']} "
+                               "(server.below_min_clients = 'abort')")
+                row["abort_reason"] = stop_reason
+                row["round_time_s"] = round(time.perf_counter() - self.round_started, 4)
+                self.log.append(row)  # no checkpoint: a resume retries this round
+                self.progress(f"[{self.label}] {stop_reason}")
+                return row, stop_reason
+        row.update(strategy.round_metrics(rnd))
+        return row, None
+
+    def _evaluate_if_due(self, rnd: int) -> dict | None:
+        """Centralized evaluation on the held-out clients, every server.eval_every rounds and last."""
+        cfg = self.cfg
+        if rnd == cfg.experiment.rounds or (cfg.server.eval_every and rnd % cfg.server.eval_every == 0):
+            return self._evaluate()
+        return None
+
+    def _evaluate(self) -> dict:
+        for v, w in zip(self.model.trainable_variables, self.weights):
+            v.assign(w)
+        return self.evaluator.evaluate(self.eval_seqs)
+
+    def _record(self, row: dict) -> None:
+        """metrics.jsonl, checkpoint, TensorBoard and the progress line for one round."""
+        import tensorflow as tf
+
+        rnd = row["round"]
+        row["round_time_s"] = round(time.perf_counter() - self.round_started, 4)
+        self.log.append(row)
+        checkpoint.save(self.run_dir, rnd, self.weights, self.strategy.state(),
+                        {"model": self.cfg.model.kind, "strategy": self.strategy.extra_state()})
+        with self.writer.as_default(step=rnd):
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k not in ("round", "type"):
+                    tf.summary.scalar(k, v)
+        self.writer.flush()
+        self.progress(self._progress_line(row, self.cfg.experiment.rounds))
+
+    def _finish(self, last_eval: dict | None, stop_reason: str | None, t0: float) -> dict:
+        """The final row, privacy statement, final weights and learning curves."""
+        from fl_sim.plots import learning_curves
+
+        cfg, baseline = self.cfg, self.baseline
         if last_eval is None or stop_reason:  # resumed after the end, or stopped early
-            set_weights(weights)
-            last_eval = evaluator.evaluate(eval_seqs)
-        final = {"type": "final", "model": cfg.model.kind, "rounds": rounds,
-                 "parameters": n_params, "baseline_accuracy": baseline["accuracy"],
+            last_eval = self._evaluate()
+        final = {"type": "final", "model": cfg.model.kind, "rounds": cfg.experiment.rounds,
+                 "parameters": self.n_params, "baseline_accuracy": baseline["accuracy"],
                  "baseline_accuracy_no_oov_eos": baseline["accuracy_no_oov_eos"],
                  "baseline_word": baseline.get("word"),
                  **{f"eval_{k}": v for k, v in last_eval.items()},
                  "rounds_completed": max((int(r["round"]) for r in self.log.rows()
                                           if "abort_reason" not in r), default=0),
                  "stopped_reason": stop_reason,
-                 **strategy.final_report(),
+                 **self.strategy.final_report(),
                  "wall_time_s": round(time.perf_counter() - t0, 2)}
         self.log.append(final)
         if final.get("privacy_statement"):
             results.atomic_write_text(self.run_dir / "privacy_statement.md",
                                       "# Privacy statement\n\n" + final["privacy_statement"] + "\n")
-        np.savez(self.run_dir / "final_weights.npz", *weights)
-        from fl_sim.plots import learning_curves
-
+        np.savez(self.run_dir / "final_weights.npz", *self.weights)
         learning_curves({cfg.model.kind: self.log.rows()}, self.run_dir / "plots" / "learning_curves.png",
                         title=f"{cfg.experiment.name}: {cfg.model.kind}", baseline=baseline["accuracy"])
         return final
