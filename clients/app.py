@@ -8,6 +8,7 @@ no config file of its own. Each worker process keeps one corpus handle and one
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
@@ -18,6 +19,9 @@ from fl_sim import protocol
 from fl_sim.config import ExperimentConfig
 
 _CACHE: dict[str, object] = {}
+log = logging.getLogger("fl_sim.clients")
+#: A failure reason sent to the server is cut to this length (it is a diagnostic, not a log).
+MAX_REASON = 300
 
 
 def _configure_tf_threads() -> None:
@@ -88,14 +92,34 @@ def train(msg: Message, context: Context) -> Message:
     if "num-partitions" in config:  # a partitioned deployment: train only clients we own
         check_ownership(list(config["client-ids"]), corpus.train_client_ids, context)
     global_weights = msg.content[protocol.ARRAYS].to_numpy_ndarrays()
-    results = []
+    results, failures = train_clients(cfg, corpus, trainer, list(config["client-ids"]),
+                                      global_weights, server_round)
+    return protocol.train_reply(msg, results, failures)
+
+
+def train_clients(cfg: ExperimentConfig, corpus, trainer, client_ids: list[str],
+                  global_weights: list, server_round: int
+                  ) -> tuple[list[tuple[str, list, dict]], list[tuple[str, str]]]:
+    """Train each client in turn: ``(results, failures)``.
+
+    One client's exception is that client's failure only: it is caught, logged here with
+    its traceback and reported to the server as ``(client id, reason)``, and the node goes
+    on with its other clients (otherwise Flower fails the whole node's message and every
+    other client's update on it is lost with it).
+    """
+    results, failures = [], []
     rate = cfg.simulation.client_failure_rate
-    for cid in config["client-ids"]:
+    for cid in client_ids:
         if crashes(cfg.experiment.seed, server_round, cid, rate):
             continue  # injected crash: the server counts the client as failed
-        delta, metrics = trainer.train(global_weights, corpus.client_train(cid), server_round, cid)
+        try:
+            delta, metrics = trainer.train(global_weights, corpus.client_train(cid), server_round, cid)
+        except Exception as exc:  # noqa: BLE001 - any client bug is that client's failure
+            log.warning("round %s: client %s failed", server_round, cid, exc_info=True)
+            failures.append((cid, f"{type(exc).__name__}: {exc}"[:MAX_REASON]))
+            continue
         results.append((cid, delta, metrics))
-    return protocol.train_reply(msg, results)
+    return results, failures
 
 
 def check_ownership(client_ids: list[str], all_clients: list[str], context: Context) -> None:

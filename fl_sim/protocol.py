@@ -15,6 +15,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 ARRAYS = "arrays"
 CONFIG = "config"
 CLIENTS = "clients"  # reply: ConfigRecord {"ids": [...]}
+FAILURES = "failures"  # reply: ConfigRecord {"ids": [...], "reasons": [...]}: clients that raised
 
 
 def update_key(i: int) -> str:
@@ -33,8 +34,14 @@ def train_message(node_id: int, arrays: ArrayRecord, server_round: int, client_i
                    dst_node_id=node_id)
 
 
-def train_reply(request: Message, results: list[tuple[str, list[np.ndarray], dict]]) -> Message:
+def train_reply(request: Message, results: list[tuple[str, list[np.ndarray], dict]],
+                failures: list[tuple[str, str]] = ()) -> Message:
+    """The node's reply: one update per client that trained, and ``(client id, reason)``
+    for each client whose training raised (the others' updates still arrive)."""
     content: dict = {CLIENTS: ConfigRecord({"ids": [cid for cid, _, _ in results]})}
+    if failures:
+        content[FAILURES] = ConfigRecord({"ids": [str(c) for c, _ in failures],
+                                          "reasons": [str(r) for _, r in failures]})
     for i, (_, delta, metrics) in enumerate(results):
         content[update_key(i)] = ArrayRecord([np.asarray(d) for d in delta])
         content[metrics_key(i)] = MetricRecord(
@@ -58,3 +65,11 @@ def read_train_reply(reply: Message) -> list[tuple[str, list[np.ndarray], dict]]
             raise ValueError(f"reply lacks the update or metrics of client {cid!r}") from None
         out.append((str(cid), delta, metrics))
     return out
+
+
+def read_train_failures(reply: Message) -> list[tuple[str, str]]:
+    """``(client id, reason)`` of the clients whose training raised on that node."""
+    if FAILURES not in reply.content:
+        return []
+    rec = reply.content[FAILURES]
+    return list(zip(map(str, rec["ids"]), map(str, rec["reasons"])))

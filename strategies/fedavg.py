@@ -72,7 +72,7 @@ class FedAvgDelta(Strategy):
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        results, failed, rejected, answered = [], 0, 0, 0
+        results, failed, rejected, answered, raised = [], 0, 0, 0, 0
         for reply in replies:
             answered += 1
             if reply.has_error():
@@ -85,7 +85,12 @@ class FedAvgDelta(Strategy):
             except ValueError as exc:
                 rejected += 1
                 log(INFO, "round %s: malformed reply rejected: %s", server_round, exc)
+            # Clients whose training raised: failed one by one, not with their node.
+            for cid, reason in protocol.read_train_failures(reply):
+                raised += 1
+                log(INFO, "round %s: client %s failed: %s", server_round, cid, reason)
         new, metrics = self.aggregate_results(server_round, results, rejected)
+        metrics["clients_raised"] = raised
         # Nodes that replied with an error or not at all before server.round_timeout.
         metrics["nodes_failed"] = failed + max(0, len(self.last_plan) - answered)
         return (None if new is None else ArrayRecord(new)), MetricRecord(metrics)
