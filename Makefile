@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test test-slow install lock clean-cache help
+.PHONY: demo test test-slow test-kernels install lock clean-cache help
 
 help:
 	@echo "make demo       run the default experiment (SI-CIFG vs CIFG on Shakespeare)"
 	@echo "make test       run the test suite (what CI runs)"
-	@echo "make test-slow  run the slow end-to-end tests"
+	@echo "make test-slow  run the slow end-to-end tests (CI runs them too)"
+	@echo "make test-kernels  the numeric tests under other float kernels (CI runs them too)"
 	@echo "make install    create .venv with the pinned dependencies"
 	@echo "make bench      run the performance benchmarks (table in docs/performance.md)"
 	@echo "make test-compose  docker-compose cluster end to end (root; docs/deployment.md)"
@@ -38,6 +39,11 @@ test: $(STAMP) .venv-ref
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow tests
+
+# The tests that compare numbers, under float-kernel settings that change TF's numbers on
+# this CPU (TF_ENABLE_ONEDNN_OPTS=0, a lower ONEDNN_MAX_CPU_ISA); scripts/test_kernels.sh.
+test-kernels: $(STAMP) .venv-ref
+	PY=$(PY) bash scripts/test_kernels.sh
 
 lock: $(STAMP)
 	{ head -2 requirements.lock; $(PY) -m pip freeze --exclude-editable | grep -v "^fl-sim"; } > requirements.lock.new

@@ -163,7 +163,7 @@ def export_model(run: RunWeights, out_dir: Path, options: ExportOptions) -> Mode
                         "also_measured": "OpResolverType.AUTO (default XNNPACK delegate)"
                                          if options.xnnpack else None,
                         "threads": 1, "latency_runs": options.latency_runs},
-        "keras": ref.metrics,
+        "keras": {**ref.metrics, "logits_sha256": ref.logits_sha256, "logits_std": ref.logits_std},
         "formats": {},
         "training_model": None,
     }

@@ -140,13 +140,34 @@ def test_streaming_step_signature_reproduces_the_sequence_model(four_kinds, kind
     assert meta["state"] == {"h": [1, cell.out_dim], "c": [1, cell.units], "initial": "zeros"}
 
 
+# Agreement of float16 / dynamic-int8 files with Keras, robust to the CPU's float kernels.
+# Plain top-1 agreement of a 4-round smoke model depends on near-ties whose winner is
+# decided by the last float bits (0.982 on an Intel Xeon, 0.979 on an AMD EPYC for the same
+# SI-Transformer file), so it is reported but not asserted. Asserted instead:
+# - top1_agreement_clear >= 0.99: agreement at targets whose float32 margin exceeds twice the
+#   99.9th percentile of the file's own |logit error| (fl_sim.export.parity.agreement_summary:
+#   where every logit moves by at most e, a margin above 2e cannot flip, so anything below
+#   1.0 here is a heavy error tail, i.e. a conversion problem); measured 1.0000 for every
+#   kind and format on both CPUs;
+# - clear_fraction >= 0.5, so the check covers most targets (measured 0.85-1.00);
+# - max |logit error| relative to the std of the Keras logits: float16 rounds weights to an
+#   11-bit mantissa (relative 2^-11 = 4.9e-4 per weight), measured <= 1e-3, bound 1e-2;
+#   per-channel int8 weights have a relative step of 1/127, measured <= 0.05, bound 0.15.
+#   Both ratios depend on the weights' quantization, not on which kernel rounds last.
+REL_LOGIT_ERROR = {"float16": 1e-2, "dynamic_int8": 0.15}
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_quantized_formats_agree_and_stay_within_budget(four_kinds, kind):
     rep = report(four_kinds[0], kind)
     fm = rep["formats"]
     base = fm["float32"]["tflite"]["accuracy"]
-    for fmt in ("float16", "dynamic_int8"):
-        assert fm[fmt]["tflite"]["top1_agreement"] >= 0.99, (fmt, fm[fmt]["tflite"])
+    print(f"{kind}: float32 Keras logits sha256 {rep['keras']['logits_sha256']}")
+    for fmt, rel in REL_LOGIT_ERROR.items():
+        t = fm[fmt]["tflite"]
+        assert t["top1_agreement_clear"] >= 0.99, (fmt, t)
+        assert t["clear_fraction"] >= 0.5, (fmt, t)
+        assert t["max_abs_logit_diff"] <= rel * rep["keras"]["logits_std"], (fmt, t, rep["keras"]["logits_std"])
     for fmt, budget in BUDGET.items():
         if fm[fmt]["status"] != "ok":
             continue
@@ -156,6 +177,21 @@ def test_quantized_formats_agree_and_stay_within_budget(four_kinds, kind):
         assert fm[fmt]["budget"]["within_budget"] is True
     assert fm["float32"]["tflite"]["accuracy"] == pytest.approx(rep["keras"]["accuracy"], abs=1e-9)
     assert base > 0
+
+
+def test_logit_hashes_are_logged(four_kinds):
+    """One line per kind with the hash of its float32 Keras logits: run under other kernel
+    settings (make test-kernels), the hashes show that the floats really moved. The lines go to
+    FL_SIM_LOGIT_HASH_LOG when set (append), and to stdout."""
+    import os
+
+    lines = [f"{kind} {report(four_kinds[0], kind)['keras']['logits_sha256']}" for kind in KINDS]
+    assert all(len(line.split()[1]) == 64 for line in lines)
+    print("\n".join(lines))
+    if path := os.environ.get("FL_SIM_LOGIT_HASH_LOG"):
+        setting = os.environ.get("FL_SIM_KERNEL_SETTING", "default")
+        with open(path, "a") as f:
+            f.writelines(f"{setting} {line}\n" for line in lines)
 
 
 @pytest.mark.parametrize("kind", KINDS)

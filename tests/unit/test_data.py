@@ -490,12 +490,14 @@ def test_stackoverflow_sqlite_errors(tmp_path):
 # --------------------------------------------------------------------------- synthetic
 
 
-def test_synthetic_small_fast_and_learnable(tmp_path):
+def test_synthetic_small_and_learnable(tmp_path):
     cfg = _cfg(tmp_path, source="synthetic", synthetic_clients=64, synthetic_sentences=20)
     corpus = load_corpus(cfg, seed=0)
     d = corpus.describe()
     assert d["num_train_clients"] + d["num_eval_clients"] == 64
-    assert d["build_seconds"] < 1.0
+    # The build time is recorded (speed itself is for benchmarks/, not a wall-clock assert
+    # that a loaded CI machine can fail).
+    assert d["build_seconds"] >= 0.0
     assert d["train_sequences"] + d["test_sequences"] + d["eval_sequences"] == 64 * 20
     # Structure a model can learn: after "he" always a verb ending in "s".
     seqs = np.concatenate([corpus.client_train(c) for c in corpus.train_client_ids])

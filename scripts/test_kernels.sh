@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# make test-kernels: the tests that compare numbers (model equations, aggregation,
+# accounting, simulation determinism, export parity and agreement) under float-kernel
+# settings that really change TensorFlow's numbers on this CPU (scripts/kernel_probe.py
+# picks them: TF_ENABLE_ONEDNN_OPTS=0 and a lower ONEDNN_MAX_CPU_ISA). The export fixture
+# appends the hash of its float32 logits per setting to $FL_SIM_LOGIT_HASH_LOG; the table
+# at the end shows the hashes differ (make test logs the default's when the variable is set).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+export FL_SIM_LOGIT_HASH_LOG=${FL_SIM_LOGIT_HASH_LOG:-$PWD/.cache/logit_hashes.txt}
+mkdir -p "$(dirname "$FL_SIM_LOGIT_HASH_LOG")"
+NUMERIC=(tests/unit tests/integration/test_simulation.py tests/integration/test_dp_run.py
+         tests/integration/test_tfp_crosscheck.py tests/integration/test_export.py)
+mapfile -t SETTINGS < <($PY scripts/kernel_probe.py)
+if [ ${#SETTINGS[@]} -eq 0 ]; then
+  echo "test-kernels: no candidate setting changes the floats on this CPU; nothing to run" >&2
+  exit 0
+fi
+for s in "${SETTINGS[@]}"; do
+  echo "== test-kernels: $s"
+  env "$s" FL_SIM_KERNEL_SETTING="$s" $PY -m pytest -q "${NUMERIC[@]}"
+done
+echo "== float32 logit hashes of the export fixture (first 16 hex digits), per setting:"
+sort -u "$FL_SIM_LOGIT_HASH_LOG" | awk '{printf "%-28s %-16s %s\n", $1, $2, substr($3, 1, 16)}'
