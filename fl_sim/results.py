@@ -12,7 +12,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -115,7 +114,3 @@ class MetricsLog:
         """On resume: drop rows after the checkpointed round (they will be recomputed)."""
         kept = [r for r in self.rows() if r.get("type") == "round" and r["round"] <= last_round]
         atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
-
-
-def now() -> float:
-    return time.perf_counter()

@@ -29,8 +29,3 @@ def seed_sequence(seed: int, *purpose: object) -> np.random.SeedSequence:
 def rng(seed: int, *purpose: object) -> np.random.Generator:
     """A generator that depends only on ``seed`` and the ``purpose`` parts."""
     return np.random.default_rng(seed_sequence(seed, *purpose))
-
-
-def int_seed(seed: int, *purpose: object) -> int:
-    """A 31-bit integer seed (for APIs such as Keras initializers that take ints)."""
-    return int(seed_sequence(seed, *purpose).generate_state(1, dtype=np.uint32)[0] & 0x7FFFFFFF)

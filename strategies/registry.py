@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strategies.fedavg import FedAvgDelta
+from strategies.fedavg_strategy import FedAvgDelta
 
 STRATEGIES = {"fedavg": FedAvgDelta}
 
@@ -21,7 +21,7 @@ def make_strategy(name: str, cfg, client_ids, experiment_toml):
 
         strategy = DPFedAvg(strategy, cfg, population=len(client_ids))
     if cfg.pruning.enabled:
-        from strategies.pruning import FederatedPruning
+        from strategies.pruning_strategy import FederatedPruning
 
         strategy = FederatedPruning(strategy, cfg)
     return strategy

@@ -214,7 +214,7 @@ def _check_data_early(cfg) -> None:
         except ValueError as exc:
             raise _DataProblem(f"{cfg.source}: [privacy]: {exc}") from None
     if cfg.pruning.enabled:
-        from strategies.pruning import check_schedule
+        from strategies.pruning_strategy import check_schedule
 
         try:
             check_schedule(cfg)

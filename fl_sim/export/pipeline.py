@@ -112,7 +112,7 @@ def export_model(run: RunWeights, out_dir: Path, options: ExportOptions) -> Mode
     from fl_sim.export.report import evaluate_budgets, write_report
     from fl_sim.export.signatures import save_inference_model
     from fl_sim.models import build_model, is_recurrent
-    from fl_sim.pruning import prunable_flags, prune_once, sparsity_report
+    from fl_sim.pruning_math import prunable_flags, prune_once, sparsity_report
 
     say = options.progress or (lambda s: None)
     cfg = run.cfg

@@ -11,7 +11,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from fl_sim import protocol
 from fl_sim.config import from_dict
-from strategies.fedavg import FedAvgDelta
+from strategies.fedavg_strategy import FedAvgDelta
 
 GLOBAL = [np.ones(4, np.float32), np.zeros((2, 3), np.float32)]  # 40 bytes as float32
 

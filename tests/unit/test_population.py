@@ -134,7 +134,7 @@ def _peak_bytes(fn) -> int:
 
 
 def test_memory_does_not_grow_with_the_population(tmp_path):
-    from strategies.fedavg import FedAvgDelta
+    from strategies.fedavg_strategy import FedAvgDelta
 
     def server_side(n):
         def go():

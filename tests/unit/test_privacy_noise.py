@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fl_sim.fedavg import weighted_mean
+from fl_sim.fedavg_math import weighted_mean
 from fl_sim.privacy import DPAggregator, dp_mean, noisy_sum
 from fl_sim.seeding import rng
 

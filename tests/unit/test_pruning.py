@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fl_sim.config import from_dict
-from fl_sim.pruning import (FederatedPruner, apply_masks, compute_masks, is_pruning_round,
+from fl_sim.pruning_math import (FederatedPruner, apply_masks, compute_masks, is_pruning_round,
                             polynomial_sparsity, prunable_flags, prune_once, resolve_end_round,
                             sparsity_report)
 from strategies.registry import make_strategy

@@ -5,7 +5,7 @@ import numpy as np
 from fl_sim.config import from_dict
 from fl_sim.sampling import sample_clients
 from fl_sim.partitioning import split_over_nodes
-from strategies.fedavg import FedAvgDelta
+from strategies.fedavg_strategy import FedAvgDelta
 
 
 def test_sampling_is_seeded_stateless_and_without_replacement():

@@ -11,9 +11,9 @@ from flwr.supercore.task_identity import TaskIdentity
 from fl_sim import protocol
 from fl_sim.config import from_dict
 from strategies.dp_fedavg import DPFedAvg
-from strategies.fedavg import FedAvgDelta
+from strategies.fedavg_strategy import FedAvgDelta
 from strategies.hooks import Aggregation
-from strategies.pruning import FederatedPruning
+from strategies.pruning_strategy import FederatedPruning
 from strategies.wrapper import StrategyWrapper, describe
 
 IDS = [f"c{i}" for i in range(30)]

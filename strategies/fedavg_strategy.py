@@ -1,7 +1,7 @@
 """FedAvg over client deltas with a server optimizer (McMahan et al. 2017; Reddi et al. 2021).
 
 The Flower ``Strategy`` interface (configure_train / aggregate_train) with fl_sim's seeded
-client sampling and per-client validation; the update math lives in ``fl_sim.fedavg``.
+client sampling and per-client validation; the update math lives in ``fl_sim.fedavg_math``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from flwr.serverapp.strategy import Strategy
 from fl_sim import protocol
 from fl_sim.config import ExperimentConfig
 from fl_sim.data.population import ClientIds
-from fl_sim.fedavg import make_server_optimizer, weighted_mean
+from fl_sim.fedavg_math import make_server_optimizer, weighted_mean
 from fl_sim.partitioning import ClientPartitions, partition_clients, split_over_nodes
 from fl_sim.sampling import sample_clients
 from strategies.hooks import Accepted, Aggregation

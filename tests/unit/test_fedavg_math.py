@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fl_sim.fedavg import ServerAdam, ServerSGD, weighted_mean
+from fl_sim.fedavg_math import ServerAdam, ServerSGD, weighted_mean
 
 
 def numpy_fedavg(updates, weights):

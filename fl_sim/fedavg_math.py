@@ -39,10 +39,6 @@ def weighted_mean(updates: Sequence[Weights], weights: Sequence[float]) -> Weigh
     return out
 
 
-def subtract(a: Weights, b: Weights) -> Weights:
-    return [x - y for x, y in zip(a, b)]
-
-
 @dataclass
 class ServerSGD:
     """x <- x + lr * v, v <- momentum * v + delta (FedAvgM; momentum 0 is FedAvg)."""

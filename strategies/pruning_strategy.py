@@ -2,7 +2,7 @@
 
 Zhu & Gupta, "To prune, or not to prune: exploring the efficacy of pruning for model
 compression" (arXiv:1710.01878), with federated rounds as the training steps; the schedule
-and mask math live in :mod:`fl_sim.pruning` (pure NumPy, unit-tested there).
+and mask math live in :mod:`fl_sim.pruning_math` (pure NumPy, unit-tested there).
 
 A wrapper, like DP-FedAvg: the inner strategy samples, validates, aggregates and applies the
 server optimizer; this class only post-processes the new global weights through the server
@@ -23,7 +23,7 @@ Masks travel in the checkpoint's array state (``pruning_mask_<i>`` as uint8, and
 sparsity reached), next to the inner strategy's optimizer state, so a resumed run prunes
 exactly as an uninterrupted one.
 
-Which tensors are pruned: :func:`fl_sim.pruning.prunable_flags` on the model's variable
+Which tensors are pruned: :func:`fl_sim.pruning_math.prunable_flags` on the model's variable
 paths (2-D kernels and embeddings; never biases, norms or the transformer's position table).
 The paths come from building the configured Keras model once, on the first round: the
 strategy factory does not receive the model, and shapes alone cannot tell the position
@@ -39,7 +39,7 @@ from flwr.common.logger import log
 from flwr.serverapp.strategy import Strategy
 
 from fl_sim.config import ExperimentConfig
-from fl_sim.pruning import FederatedPruner, sparsity_report
+from fl_sim.pruning_math import FederatedPruner, sparsity_report
 from strategies.wrapper import StrategyWrapper
 
 STATE_PREFIX = "pruning_"
