@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+import tomli_w
+
 
 class ConfigError(ValueError):
     """A config file or override is invalid. The CLI maps it to exit code 2."""
@@ -327,22 +329,4 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
 
 def dumps_toml(cfg: ExperimentConfig) -> str:
     """Serialise a config back to TOML (the resolved config written into run dirs)."""
-    lines: list[str] = []
-    for section, values in to_dict(cfg).items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(v)
+    return tomli_w.dumps(to_dict(cfg))

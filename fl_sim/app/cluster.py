@@ -26,6 +26,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import tomli_w
+
 DEFAULT_DIR = ".cache/fl_sim_cluster"
 CONNECTION = "fl-sim-cluster"
 HOST = "127.0.0.1"
@@ -186,14 +188,13 @@ def superlink_healthy(port: int, tls: dict | None = None) -> bool:
 def write_flwr_config(cluster_dir: Path, port: int, tls: dict | None) -> Path:
     home = Path(cluster_dir) / "flwr-home"
     home.mkdir(parents=True, exist_ok=True)
-    lines = ["[superlink]", f'default = "{CONNECTION}"', "", f"[superlink.{CONNECTION}]",
-             f'address = "{HOST}:{port}"']
+    connection: dict = {"address": f"{HOST}:{port}"}
     if tls:
-        lines.append(f'root-certificates = "{tls["ca"]}"')
+        connection["root-certificates"] = str(tls["ca"])
     else:
-        lines.append("insecure = true")
+        connection["insecure"] = True
     path = home / "config.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(tomli_w.dumps({"superlink": {"default": CONNECTION, CONNECTION: connection}}))
     return path
 
 
@@ -361,12 +362,13 @@ def run_config(experiment: str | None, overrides: list[str], rounds: int | None,
     return rc
 
 
-def _toml_str(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    return json.dumps(str(v))
+def write_run_config(cluster_dir: Path, rc: dict) -> Path:
+    """``<dir>/run_config.toml`` for ``flwr run --run-config``."""
+    path = Path(cluster_dir) / "run_config.toml"
+    # Flower's run config holds bools, ints and strings; anything else is sent as its text.
+    path.write_text(tomli_w.dumps({k: v if isinstance(v, (bool, int)) else str(v)
+                                   for k, v in rc.items()}))
+    return path
 
 
 def run(cluster_dir: Path, rc: dict, *, timeout: float, echo=None) -> tuple[int, str | None]:
@@ -375,8 +377,7 @@ def run(cluster_dir: Path, rc: dict, *, timeout: float, echo=None) -> tuple[int,
     st = status(cluster_dir)
     if not st["superlink"]["healthy"]:
         raise ClusterError(f"the cluster in {cluster_dir} is not up (fl-sim cluster up)")
-    rc_file = cluster_dir / "run_config.toml"
-    rc_file.write_text("".join(f"{k} = {_toml_str(v)}\n" for k, v in rc.items()))
+    rc_file = write_run_config(cluster_dir, rc)
     cmd = ["flwr", "run", str(REPO), CONNECTION, "--stream", "--run-config", str(rc_file)]
     echo = echo or (lambda s: print(s, end="", flush=True))
     proc = subprocess.Popen(cmd, cwd=REPO, env=flower_env(cluster_dir), stdout=subprocess.PIPE,
