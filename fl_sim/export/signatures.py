@@ -36,84 +36,25 @@ names carry a two-digit index so that, sorted (TFLite sorts signature tensor nam
 are in ``model.trainable_variables`` order: the order of ``final_weights.npz`` and of the
 updates the server aggregates.
 
-Builtin-only gradients (:func:`builtin_gradients`): TF's gradient of ``tf.nn.relu``
-(ReluGrad) and of a strided slice (StridedSliceGrad) have no TFLite builtin kernel, so a
-``train`` signature traced naively needs the Flex delegate. While the training module is
-traced, ``tf.nn.relu`` is replaced by ``max(x, 0)`` with an explicit ``dy * (x > 0)``
-gradient (same forward values, same gradient), and the transformer's position table is
-added whole when the sequence is full length (same values, no slice). With these, every
-op of ``train``, ``infer``, ``step``, ``get_weights`` and ``set_weights`` is a builtin;
-only ``save`` / ``restore`` (TF's Save / Restore ops, as in the guide) need Flex.
+Export modes: both modules trace a copy of the model in an export mode
+(``fl_sim.models.export_copy``; what each mode changes is in ``fl_sim.models.export_mode``).
+The inference module's copy uses an int8-friendly causal mask and a float16-safe guard in
+the scale-invariant activations; the training module's copy uses ReLUs whose gradient lowers
+to builtins (TF's ReluGrad has none), and the position table is added whole for
+full-length sequences (no StridedSliceGrad). With these, every op of ``train``, ``infer``,
+``step``, ``get_weights`` and ``set_weights`` is a builtin; only ``save`` / ``restore``
+(TF's Save / Restore ops, as in the guide) need Flex.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from fl_sim.evaluation import masked_mean_loss
-from fl_sim.models import is_recurrent
-from fl_sim.models import scale_invariant
-from fl_sim.models.transformer import CausalSelfAttention, PositionEmbedding
-
-#: Denominator guard of the scale-invariant activations in exported graphs: the smallest
-#: normal float16. The models' own guard (1e-12) is 0 in float16, so a float16 file computed
-#: 0 / 0 = NaN for an all-zero attention row (the SI-Transformer's first positions). The
-#: outputs change only where a denominator lies in (1e-12, 6e-5), i.e. every unit of a gate
-#: or attention row is nearly zero; an exactly all-zero row gives zeros under either guard.
-#: The float32 parity check against Keras would show any difference.
-EXPORT_TINY = 2.0 ** -14
-
-
-#: Masked attention scores in exported graphs are set to -MASK_SCORE (see _attention_call).
-MASK_SCORE = 30.0
-
-
-def _attention_call(self, x):
-    """``CausalSelfAttention.call`` with a quantization-friendly causal mask (softmax only).
-
-    The model adds ``(1 - mask) * -1e9`` to the scores. In a full-integer file that sum is
-    one int8 tensor whose range must reach -1e9, so every real score rounds to the same
-    value and attention becomes uniform over all positions, future ones included (the int8
-    Transformer lost 8 accuracy points in the export test). Here masked scores are REPLACED
-    by -30 (``s * m - (1 - m) * 30``): the range stays about [-30, max s], and a masked
-    position's softmax weight is at most T * exp(-30 - max allowed score), ~1e-12 for these
-    models, so float32 files still match Keras to ~1e-6 (the export parity test checks it).
-    Mirrors ``fl_sim.models.transformer.CausalSelfAttention.call`` otherwise.
-    """
-    if self.scale_invariant:
-        return _ORIG_ATTENTION_CALL(self, x)
-    steps = x.shape[1]
-    qkv = keras.ops.matmul(x, self.qkv_kernel) + self.qkv_bias   # [B, T, 3D]
-    q, k, v = tf.split(qkv, 3, axis=-1)
-    q, k, v = (self._heads(t, steps) for t in (q, k, v))         # 3 x [B, H, T, Dh]
-    scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.dim // self.num_heads))
-    mask = tf.constant(np.tril(np.ones((steps, steps), np.float32)))  # [T, T]
-    weights = tf.nn.softmax(scores * mask - (1.0 - mask) * MASK_SCORE, axis=-1)
-    out = tf.matmul(weights, v)                                  # [B, H, T, Dh]
-    out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [-1, steps, self.dim])
-    return keras.ops.matmul(out, self.out_kernel) + self.out_bias
-
-
-_ORIG_ATTENTION_CALL = CausalSelfAttention.call
-
-
-@contextlib.contextmanager
-def export_guard():
-    """Trace inference graphs with :data:`EXPORT_TINY` and the int8-friendly causal mask."""
-    orig = scale_invariant.TINY
-    scale_invariant.TINY = EXPORT_TINY
-    CausalSelfAttention.call = _attention_call
-    try:
-        yield
-    finally:
-        scale_invariant.TINY = orig
-        CausalSelfAttention.call = _ORIG_ATTENTION_CALL
+from fl_sim.models import export_copy, is_recurrent
 
 
 def weight_names(model: keras.Model) -> list[str]:
@@ -160,10 +101,14 @@ def _forward(embed, chain, tokens):
 
 
 class InferenceModule(tf.Module):
-    """Fixed-shape ``sequence`` (and for cifg / si_cifg ``step``) functions, batch 1."""
+    """Fixed-shape ``sequence`` (and for cifg / si_cifg ``step``) functions, batch 1.
+
+    Traced from ``export_copy(model, "inference")``; ``model`` itself is not modified.
+    """
 
     def __init__(self, model: keras.Model, embedding: str = "gather"):
         super().__init__(name=f"{model.name}_inference")
+        model = export_copy(model, "inference")
         self.model_variables = [v.value for v in model.weights]   # track Keras 3 variables
         seq_len = int(model.inputs[0].shape[1])
         embed = _embed_fn(model, embedding)
@@ -203,41 +148,16 @@ def _make_step(model: keras.Model, embed):
 # ----------------------------------------------------------------------------- training
 
 
-@tf.custom_gradient
-def _relu_builtin_grad(x):
-    def grad(dy):
-        return dy * tf.cast(x > 0, dy.dtype)
-    return tf.maximum(x, tf.zeros_like(x)), grad
-
-
-@contextlib.contextmanager
-def builtin_gradients():
-    """Trace with gradients that lower to TFLite builtins (see the module docstring)."""
-    orig_relu = tf.nn.relu
-    orig_position = PositionEmbedding.call
-
-    def relu(features, name=None):
-        return _relu_builtin_grad(features)
-
-    def position_call(self, x):
-        if x.shape[1] == self.max_len:
-            return x + self.embeddings                      # whole table: no StridedSliceGrad
-        return orig_position(self, x)
-
-    tf.nn.relu = relu
-    PositionEmbedding.call = position_call
-    try:
-        yield
-    finally:
-        tf.nn.relu = orig_relu
-        PositionEmbedding.call = orig_position
-
-
 class TrainingModule(tf.Module):
-    """On-device training signatures over the model's weights as resource variables."""
+    """On-device training signatures over the model's weights as resource variables.
+
+    Traced from ``export_copy(model, "training")``: the signatures read and update the
+    copy's variables (initialised to ``model``'s values), never ``model``'s.
+    """
 
     def __init__(self, model: keras.Model, batch_size: int):
         super().__init__(name=f"{model.name}_training")
+        model = export_copy(model, "training")
         self.model_variables = [v.value for v in model.weights]
         self.train_variables = [v.value for v in model.trainable_variables]
         names = weight_names(model)
@@ -309,15 +229,13 @@ FLEX_TRAINING_SIGNATURES = ("save", "restore")
 
 def save_inference_model(model: keras.Model, directory: Path, embedding: str = "gather") -> list[str]:
     """Write a SavedModel with the inference signatures; return their keys."""
-    with export_guard():
-        mod = InferenceModule(model, embedding)
-        tf.saved_model.save(mod, str(directory), signatures=mod.signatures())
+    mod = InferenceModule(model, embedding)
+    tf.saved_model.save(mod, str(directory), signatures=mod.signatures())
     return list(mod.signature_keys)
 
 
 def save_training_model(model: keras.Model, directory: Path, batch_size: int) -> list[str]:
     """Write a SavedModel with the training signatures (traced with builtin gradients)."""
-    with builtin_gradients():
-        mod = TrainingModule(model, batch_size)
-        tf.saved_model.save(mod, str(directory), signatures=mod.signatures())
+    mod = TrainingModule(model, batch_size)
+    tf.saved_model.save(mod, str(directory), signatures=mod.signatures())
     return list(mod.signature_keys)

@@ -33,11 +33,13 @@ so a ``tf.function`` graph has no While/TensorList ops and converts to TFLite bu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import keras
 import tensorflow as tf
 
+from fl_sim.models.export_mode import check_export_mode, relu_for, tiny_for
 from fl_sim.models.scale_invariant import si_sigmoid, si_tanh
 
 
@@ -63,6 +65,8 @@ class CIFGCell(keras.layers.Layer):
         Initial value of the forget-gate bias.
     seed : int
         Seed for the weight initialisers.
+    export_mode : None, "inference" or "training"
+        How the SI activations are traced for TFLite (``fl_sim.models.export_mode``).
 
     Notes
     -----
@@ -75,16 +79,22 @@ class CIFGCell(keras.layers.Layer):
     """
 
     def __init__(self, units: int, projection_dim: int = 0, scale_invariant: bool = False,
-                 forget_bias: float = 1.0, seed: int = 0, **kwargs):
+                 forget_bias: float = 1.0, seed: int = 0, export_mode: str | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.units = int(units)
         self.projection_dim = int(projection_dim)
         self.scale_invariant = bool(scale_invariant)
         self.forget_bias = float(forget_bias)
         self.seed = int(seed)
+        self.export_mode = check_export_mode(export_mode)
         self.out_dim = self.projection_dim if self.projection_dim > 0 else self.units
-        self._gate = si_sigmoid if self.scale_invariant else tf.sigmoid
-        self._act = si_tanh if self.scale_invariant else tf.tanh
+        if self.scale_invariant:
+            tiny = tiny_for(self.export_mode)
+            self._gate = functools.partial(si_sigmoid, tiny=tiny, relu=relu_for(self.export_mode))
+            self._act = functools.partial(si_tanh, tiny=tiny)
+        else:
+            self._gate, self._act = tf.sigmoid, tf.tanh
 
     # Keras RNN-cell protocol
     @property
@@ -149,7 +159,7 @@ class CIFGCell(keras.layers.Layer):
         config = super().get_config()
         config.update(units=self.units, projection_dim=self.projection_dim,
                       scale_invariant=self.scale_invariant, forget_bias=self.forget_bias,
-                      seed=self.seed)
+                      seed=self.seed, export_mode=self.export_mode)
         return config
 
 
@@ -165,11 +175,12 @@ class CIFG(keras.layers.Layer):
     """
 
     def __init__(self, units: int, projection_dim: int = 0, scale_invariant: bool = False,
-                 forget_bias: float = 1.0, seed: int = 0, **kwargs):
+                 forget_bias: float = 1.0, seed: int = 0, export_mode: str | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.cell = CIFGCell(units, projection_dim=projection_dim,
                              scale_invariant=scale_invariant, forget_bias=forget_bias,
-                             seed=seed, name="cell")
+                             seed=seed, export_mode=export_mode, name="cell")
 
     def build(self, input_shape):
         self.cell.build((input_shape[0], input_shape[-1]))
@@ -200,5 +211,5 @@ class CIFG(keras.layers.Layer):
         cell = self.cell
         config.update(units=cell.units, projection_dim=cell.projection_dim,
                       scale_invariant=cell.scale_invariant, forget_bias=cell.forget_bias,
-                      seed=cell.seed)
+                      seed=cell.seed, export_mode=cell.export_mode)
         return config

@@ -42,6 +42,10 @@ Pass ``mod`` (not the Keras model) as the converter's trackable object: Keras 3 
 not visible to TF's object tracking through a ``keras.Model``, and the converter then leaves
 them as uninitialised resource variables (the interpreter fails on READ_VARIABLE or returns
 NaN). ``tf.lite.TFLiteConverter.from_keras_model(model)`` also works (sequence model only).
+
+``export_copy(model, mode)`` is the same model (same weight values and paths) with its
+layers in an export mode (``fl_sim.models.export_mode``: int8-friendly causal mask and a
+float16-safe guard for inference files, builtin-op ReLU gradients for on-device training).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ import tensorflow as tf
 
 from fl_sim.config import ModelConfig
 from fl_sim.models.cifg import CIFG, derive_seed
+from fl_sim.models.export_mode import check_export_mode
 from fl_sim.models.transformer import PositionEmbedding, TransformerBlock
 
 RECURRENT_KINDS = ("cifg", "si_cifg")
@@ -102,6 +107,25 @@ def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, seed: int) -> k
     logits = keras.layers.Dense(vocab_size, name="logits",
                                 kernel_initializer=glorot(seed=derive_seed(seed, "logits")))(x)
     return keras.Model(tokens, logits, name=f"{cfg.kind}_lm")                # [B, T, V]
+
+
+def export_copy(model: keras.Model, mode: str | None) -> keras.Model:
+    """A copy of ``model`` whose fl_sim layers run in export mode ``mode``.
+
+    Same architecture, layer names, weight paths and weight values (copied now; later
+    changes to ``model`` do not reach the copy). ``model`` itself is not modified.
+    """
+    check_export_mode(mode)
+
+    def clone(layer):
+        config = layer.get_config()
+        if "export_mode" in config:
+            config["export_mode"] = mode
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def is_recurrent(model: keras.Model) -> bool:

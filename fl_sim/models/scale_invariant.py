@@ -50,7 +50,7 @@ import tensorflow as tf
 TINY = 1e-12
 
 
-def si_sigmoid(z: tf.Tensor, axis: int = -1) -> tf.Tensor:
+def si_sigmoid(z: tf.Tensor, axis: int = -1, tiny: float = TINY, relu=tf.nn.relu) -> tf.Tensor:
     """Scale-invariant sigmoid: ReLU(z) / max(ReLU(z)) over ``axis``.
 
     Parameters
@@ -59,25 +59,28 @@ def si_sigmoid(z: tf.Tensor, axis: int = -1) -> tf.Tensor:
         Pre-activations, e.g. ``[batch, units]``.
     axis : int
         Axis holding the units of one gate.
+    tiny, relu
+        Denominator guard and ReLU; the defaults except in an export mode
+        (``fl_sim.models.export_mode``).
 
     Returns
     -------
     tf.Tensor
         Same shape as ``z``, values in ``[0, 1]``; the largest positive unit is exactly 1.
     """
-    r = tf.nn.relu(z)
-    denom = tf.maximum(tf.reduce_max(r, axis=axis, keepdims=True), TINY)
+    r = relu(z)
+    denom = tf.maximum(tf.reduce_max(r, axis=axis, keepdims=True), tiny)
     return r / denom
 
 
-def si_tanh(z: tf.Tensor, axis: int = -1) -> tf.Tensor:
+def si_tanh(z: tf.Tensor, axis: int = -1, tiny: float = TINY) -> tf.Tensor:
     """Scale-invariant tanh: z / max(|z|) over ``axis``; values in ``[-1, 1]``."""
-    denom = tf.maximum(tf.reduce_max(tf.abs(z), axis=axis, keepdims=True), TINY)
+    denom = tf.maximum(tf.reduce_max(tf.abs(z), axis=axis, keepdims=True), tiny)
     return z / denom
 
 
-def si_normalize(scores: tf.Tensor, mask: tf.Tensor | None = None,
-                 axis: int = -1) -> tf.Tensor:
+def si_normalize(scores: tf.Tensor, mask: tf.Tensor | None = None, axis: int = -1,
+                 tiny: float = TINY, relu=tf.nn.relu) -> tf.Tensor:
     """Scale-invariant replacement of softmax (SIBERT-style attention weights).
 
     ``ReLU(scores) * mask / max(sum(ReLU(scores) * mask), TINY)`` over ``axis``. Rows
@@ -90,9 +93,11 @@ def si_normalize(scores: tf.Tensor, mask: tf.Tensor | None = None,
     mask : tf.Tensor or None
         1.0 where attending is allowed, 0.0 elsewhere; broadcastable to ``scores``.
         Applied BEFORE the normalisation.
+    tiny, relu
+        As in :func:`si_sigmoid`.
     """
-    r = tf.nn.relu(scores)
+    r = relu(scores)
     if mask is not None:
         r = r * mask
-    denom = tf.maximum(tf.reduce_sum(r, axis=axis, keepdims=True), TINY)
+    denom = tf.maximum(tf.reduce_sum(r, axis=axis, keepdims=True), tiny)
     return r / denom

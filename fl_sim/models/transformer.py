@@ -31,12 +31,18 @@ import numpy as np
 import tensorflow as tf
 
 from fl_sim.models.cifg import derive_seed
+from fl_sim.models.export_mode import MASK_SCORE, check_export_mode, relu_for, tiny_for
 from fl_sim.models.scale_invariant import si_normalize
 
 
 @keras.saving.register_keras_serializable(package="fl_sim")
 class PositionEmbedding(keras.layers.Layer):
-    """Adds a learned position embedding: [B, T, D] -> [B, T, D] (T <= max_len)."""
+    """Adds a learned position embedding: [B, T, D] -> [B, T, D] (T <= max_len).
+
+    A full-length input gets the whole table added, not a slice of it: same values, and
+    the gradient of a strided slice (StridedSliceGrad) has no TFLite builtin kernel, which
+    matters for the on-device training export.
+    """
 
     def __init__(self, max_len: int, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
@@ -50,7 +56,9 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, x):
         steps = x.shape[1]
-        return x + self.embeddings[:steps]                      # [B, T, D] + [T, D]
+        if steps == self.max_len:
+            return x + self.embeddings                          # [B, T, D] + [T, D]
+        return x + self.embeddings[:steps]
 
     def get_config(self):
         config = super().get_config()
@@ -60,14 +68,20 @@ class PositionEmbedding(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="fl_sim")
 class CausalSelfAttention(keras.layers.Layer):
-    """Multi-head causal self-attention, softmax or scale-invariant (ReLU / sum)."""
+    """Multi-head causal self-attention, softmax or scale-invariant (ReLU / sum).
+
+    ``export_mode`` (``fl_sim.models.export_mode``): in ``"inference"`` the softmax mask
+    replaces masked scores by -MASK_SCORE (int8-friendly) and the SI guard is EXPORT_TINY;
+    in ``"training"`` the SI ReLU has a builtin-op gradient.
+    """
 
     def __init__(self, num_heads: int, scale_invariant: bool = False, seed: int = 0,
-                 **kwargs):
+                 export_mode: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
         self.scale_invariant = bool(scale_invariant)
         self.seed = int(seed)
+        self.export_mode = check_export_mode(export_mode)
 
     def build(self, input_shape):
         d = int(input_shape[-1])
@@ -99,7 +113,10 @@ class CausalSelfAttention(keras.layers.Layer):
         scores = scores * (1.0 / math.sqrt(self.dim // self.num_heads))
         mask = tf.constant(np.tril(np.ones((steps, steps), np.float32)))  # [T, T]
         if self.scale_invariant:
-            weights = si_normalize(scores, mask)
+            weights = si_normalize(scores, mask, tiny=tiny_for(self.export_mode),
+                                   relu=relu_for(self.export_mode))
+        elif self.export_mode == "inference":
+            weights = tf.nn.softmax(scores * mask - (1.0 - mask) * MASK_SCORE, axis=-1)
         else:
             weights = tf.nn.softmax(scores + (1.0 - mask) * -1e9, axis=-1)
         out = tf.matmul(weights, v)                                  # [B, H, T, Dh]
@@ -109,7 +126,7 @@ class CausalSelfAttention(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(num_heads=self.num_heads, scale_invariant=self.scale_invariant,
-                      seed=self.seed)
+                      seed=self.seed, export_mode=self.export_mode)
         return config
 
 
@@ -118,19 +135,23 @@ class TransformerBlock(keras.layers.Layer):
     """Pre-LN block: x + Attn(LN(x)), then x + FFN(LN(x)). [B, T, D] -> [B, T, D]."""
 
     def __init__(self, dim: int, num_heads: int, ff_dim: int, scale_invariant: bool = False,
-                 seed: int = 0, **kwargs):
+                 seed: int = 0, export_mode: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.dim = int(dim)
         self.num_heads = int(num_heads)
         self.ff_dim = int(ff_dim)
         self.scale_invariant = bool(scale_invariant)
         self.seed = int(seed)
+        self.export_mode = check_export_mode(export_mode)
+        self._relu = relu_for(self.export_mode)
         glorot = keras.initializers.GlorotUniform
         self.ln_1 = keras.layers.LayerNormalization(epsilon=1e-5, name="ln_1")
         self.attn = CausalSelfAttention(num_heads, scale_invariant=scale_invariant,
-                                        seed=derive_seed(seed, "attn"), name="attn")
+                                        seed=derive_seed(seed, "attn"), export_mode=export_mode,
+                                        name="attn")
         self.ln_2 = keras.layers.LayerNormalization(epsilon=1e-5, name="ln_2")
-        self.ff_1 = keras.layers.Dense(ff_dim, activation="relu", name="ff_1",
+        # the ReLU is applied in call(), so that an export mode can choose its gradient
+        self.ff_1 = keras.layers.Dense(ff_dim, name="ff_1",
                                        kernel_initializer=glorot(seed=derive_seed(seed, "ff_1")))
         self.ff_2 = keras.layers.Dense(dim, name="ff_2",
                                        kernel_initializer=glorot(seed=derive_seed(seed, "ff_2")))
@@ -144,10 +165,11 @@ class TransformerBlock(keras.layers.Layer):
 
     def call(self, x):
         x = x + self.attn(self.ln_1(x))                              # [B, T, D]
-        return x + self.ff_2(self.ff_1(self.ln_2(x)))                # [B, T, D]
+        return x + self.ff_2(self._relu(self.ff_1(self.ln_2(x))))    # [B, T, D]
 
     def get_config(self):
         config = super().get_config()
         config.update(dim=self.dim, num_heads=self.num_heads, ff_dim=self.ff_dim,
-                      scale_invariant=self.scale_invariant, seed=self.seed)
+                      scale_invariant=self.scale_invariant, seed=self.seed,
+                      export_mode=self.export_mode)
         return config
