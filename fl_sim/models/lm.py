@@ -14,6 +14,8 @@ softmax; train with ``from_logits=True``):
         Embedding(V, D) + learned positions   [B, T] -> [B, T, D]
         num_layers x pre-LN TransformerBlock  -> [B, T, D]
         LayerNorm, Dense(V)                   -> [B, T, V]
+    si_transformer: SIBERT-style blocks (no biases, ReLU attention normalised by its row
+    sum, LayerNorms without gain or bias, the final one included; ``transformer.py``).
 
 The linear Dense(E) between the recurrent body and the logits follows the TFF Stack
 Overflow next-word model (``create_recurrent_model``): it keeps the big [E, V] output matrix
@@ -57,7 +59,7 @@ import tensorflow as tf
 from fl_sim.config import ModelConfig
 from fl_sim.models.cifg import CIFG, derive_seed
 from fl_sim.models.export_mode import check_export_mode
-from fl_sim.models.transformer import PositionEmbedding, TransformerBlock
+from fl_sim.models.transformer import PositionEmbedding, TransformerBlock, layer_norm
 
 RECURRENT_KINDS = ("cifg", "si_cifg")
 TRANSFORMER_KINDS = ("transformer", "si_transformer")
@@ -100,7 +102,7 @@ def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, seed: int) -> k
         for i in range(cfg.num_layers):
             x = TransformerBlock(cfg.hidden_dim, cfg.num_heads, cfg.ff_dim, scale_invariant=si,
                                  seed=derive_seed(seed, f"block_{i}"), name=f"block_{i}")(x)
-        x = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")(x)
+        x = layer_norm(si, name="final_norm")(x)
     else:
         raise ValueError(f"unknown model kind {cfg.kind!r}; expected one of "
                          f"{RECURRENT_KINDS + TRANSFORMER_KINDS}")

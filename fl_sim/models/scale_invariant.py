@@ -7,8 +7,8 @@ References
   (SI-CIFG: the sigmoid and tanh inside a CIFG cell replaced by scale-invariant
   activations).
 - Z. Li, S. Bhojanapalli, M. Zaheer, S. J. Reddi, S. Kumar (2022), "Robust Training of
-  Neural Networks using Scale Invariant Architectures", ICML, arXiv:2202.00980 (SIBERT:
-  softmax attention replaced by ReLU scores normalised by their sum).
+  Neural Networks using Scale Invariant Architectures", ICML, arXiv:2202.00980 (SIBERT;
+  the SI-Transformer in ``transformer.py``).
 
 Provenance of the equations (read this before citing them)
 ----------------------------------------------------------
@@ -24,8 +24,9 @@ not equations copied from the paper:
     tanh_SI(z)_k  = z_k / max_j |z_j|                  in [-1, 1]    (replaces tanh)
 
 with j running over the units of one gate (the last axis), separately for every example.
-Likewise the SIBERT paper text was not retrieved; the attention normalisation follows the
-description "ReLU(q.k) normalised by the sum over keys":
+The SIBERT paper text (arXiv:2202.00980) was not retrievable either (its abstract was);
+the attention normalisation, with the causal mask applied before the row sum, is
+described with its provenance in ``transformer.py``:
 
     a_ij = ReLU(s_ij) * m_ij / sum_j' ReLU(s_ij') * m_ij'      (m = causal mask)
 
