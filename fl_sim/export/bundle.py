@@ -59,13 +59,17 @@ def write_bundle(out_dir: Path, corpus, cfg, run, report: dict, contents: dict[s
         e = report["formats"][fmt]
         models[fmt] = {"file": e["file"], "signatures": io_details(content),
                        "int8_ops": e.get("int8_ops"),
-                       "description": e["description"]}
+                       "description": e["description"],
+                       # Checked by loading and running every signature in both (fl_sim.export.runtime).
+                       "runtime": {"options_needed": "none: LiteRT's defaults (XNNPACK delegate)",
+                                   "checked": e["runtime"]}}
     tm = report.get("training_model")
     if tm and tm.get("status") == "ok":
         content = (out_dir / tm["file"]).read_bytes()
         models["train"] = {"file": tm["file"], "signatures": io_details(content),
                            "flex_signatures": sorted(tm["flex_ops"]),
                            "weight_order": [v.path for v in model.trainable_variables],
+                           "runtime": {"options_needed": tm["runtime"]["needs"]},
                            "description": "float32 on-device training model (resource variables)"}
     files = {}
     for p in sorted(out_dir.iterdir()):

@@ -19,7 +19,7 @@ Android app gets by default) is measured too: its top-1 agreement and latency ar
 reported in separate columns so the effect is visible rather than hidden.
 
 Latency: median over ``runs`` invocations (after warm-up) of the signature's
-``Invoke`` alone, one interpreter thread, on this machine; inputs are set once, so Python
+``Invoke`` alone, with ``num_threads`` interpreter threads (1 unless said), on this machine; inputs are set once, so Python
 copying is excluded. ``step`` is the per-token cost of a recurrent model; for
 transformers the per-token cost is one ``sequence`` invocation (no recurrent state or KV
 cache, so every keystroke re-runs the last T tokens).
@@ -238,9 +238,9 @@ def top1_agreement(content: bytes, ref: KerasReference, resolver: str = "xnnpack
 
 
 def latency_ms(content: bytes, signature: str, inputs: dict, runs: int = 100,
-               resolver: str = "reference", warmup: int = 5) -> float:
+               resolver: str = "reference", warmup: int = 5, num_threads: int = 1) -> float:
     """Median milliseconds of one ``Invoke`` of ``signature`` (inputs set once)."""
-    interp = make_interpreter(content, resolver)
+    interp = make_interpreter(content, resolver, num_threads)
     runner = interp.get_signature_runner(signature)
     runner(**inputs)                                     # allocate, set inputs, first run
     wrapper = getattr(runner, "_interpreter_wrapper", None)

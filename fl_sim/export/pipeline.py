@@ -1,9 +1,12 @@
 """``export_run``: one run directory (or a comparison's sub-runs) -> TFLite bundle + report.
 
-For each model: load the config, corpus and weights; build the Keras model; convert every
-requested format (see :mod:`fl_sim.export.convert`); run each file in the interpreter on
-held-out clients and compare with Keras (:mod:`fl_sim.export.parity`); convert the
-on-device training model; write vocab.txt, metadata.json, report.md and report.json.
+For each model (:func:`export_model`): load the config, corpus and weights and build the
+Keras model (``_load``); write the SavedModels the formats are converted from
+(``_save_sources``); per format, convert (:mod:`fl_sim.export.convert`), check that every
+signature runs with LiteRT's defaults (XNNPACK) and with builtin kernels
+(:mod:`fl_sim.export.runtime`), run the file on held-out clients against Keras
+(:mod:`fl_sim.export.parity`) and write it (``_export_format``); convert the on-device
+training model; write vocab.txt, metadata.json, report.md and report.json.
 
 Data used (all documented in the report):
 
@@ -19,7 +22,6 @@ Data used (all documented in the report):
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -102,21 +104,84 @@ def export_run(run_dir: Path, options: ExportOptions | None = None) -> list[Mode
 # ----------------------------------------------------------------------------- one model
 
 
-def export_model(run: RunWeights, out_dir: Path, options: ExportOptions) -> ModelExport:
-    import tensorflow as tf  # noqa: F401 - heavy import only when exporting
+@dataclass
+class _Job:
+    """One model being exported: its run, corpus, Keras model and reference outputs."""
 
-    from fl_sim.export.convert import ConversionError, convert_format
-    from fl_sim.data import DataError, load_corpus
-    from fl_sim.export import parity
+    run: RunWeights
+    out_dir: Path
+    options: ExportOptions
+    corpus: object
+    model: object
+    recurrent: bool
+    eval_seqs: np.ndarray
+    calib: np.ndarray
+    calib_clients: list
+    ref: object                    # parity.KerasReference of the run's weights
+    say: object
+
+    @property
+    def label(self) -> str:
+        return self.run.name
+
+
+@dataclass
+class _Source:
+    """A SavedModel to convert formats from, and what their files are compared with."""
+
+    saved_model: Path
+    keys: list
+    ref: object
+    representative: object = None
+
+
+#: The SavedModel each format is converted from (see :func:`_save_sources`).
+_SOURCE_OF = {"float32": "dense", "float16": "dense", "dynamic_int8": "dense", "int8": "dense",
+              "int4": "lookup", "sparse": "pruned_one_hot", "sparse_int8": "pruned"}
+
+
+def export_model(run: RunWeights, out_dir: Path, options: ExportOptions) -> ModelExport:
+    """Convert, check and report every requested format of one model; write its bundle."""
     from fl_sim.export.bundle import write_bundle
     from fl_sim.export.report import evaluate_budgets, write_report
-    from fl_sim.export.signatures import save_inference_model
-    from fl_sim.models import build_model, is_recurrent
-    from fl_sim.pruning_math import prunable_flags, prune_once, sparsity_report
 
-    say = options.progress or (lambda s: None)
-    cfg = run.cfg
     t_start = time.perf_counter()
+    job = _load(run, Path(out_dir), options)
+    report = _report_header(job)
+    requested = _requested_formats(job, report)
+    contents: dict[str, bytes] = {}
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="fl_sim_export_") as work:
+        sources = _save_sources(job, requested, Path(work), report)
+        for fmt in requested:
+            entry, content = _export_format(job, fmt, sources[_SOURCE_OF[fmt]])
+            report["formats"][fmt] = entry
+            if content is None:
+                failed.append(fmt)
+            else:
+                contents[fmt] = content
+        for fmt in FORMATS:
+            report["formats"].setdefault(fmt, {"format": fmt, "status": "not requested"})
+        report["formats"] = {f: report["formats"][f] for f in FORMATS}
+        _relative_numbers(report)
+        evaluate_budgets(report)
+        if options.training:
+            report["training_model"] = _training_model(job, Path(work))
+        write_bundle(job.out_dir, job.corpus, run.cfg, run, report, contents, job.model)
+    report["export_seconds"] = round(time.perf_counter() - t_start, 1)
+    write_report(job.out_dir, report)
+    return ModelExport(job.label, job.out_dir, report, failed)
+
+
+def _load(run: RunWeights, out_dir: Path, options: ExportOptions) -> _Job:
+    """The run's corpus and Keras model with its weights; the evaluation and calibration data."""
+    import tensorflow as tf  # noqa: F401 - heavy import only when exporting
+
+    from fl_sim.data import DataError, load_corpus
+    from fl_sim.export import parity
+    from fl_sim.models import build_model, is_recurrent
+
+    cfg = run.cfg
     try:
         corpus = load_corpus(cfg.data, cfg.experiment.seed)
     except DataError as exc:
@@ -124,146 +189,171 @@ def export_model(run: RunWeights, out_dir: Path, options: ExportOptions) -> Mode
     model = build_model(cfg.model, corpus.vocab.size, corpus.seq_len, seed=cfg.experiment.seed)
     check_weights(run.weights, model, run.weights_file)
     _assign(model, run.weights)
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous(out_dir)
-    recurrent = is_recurrent(model)
-    label = run.name
-    say(f"[export {label}] {cfg.model.kind}: {run.weights_file} -> {out_dir}")
-
+    say = options.progress or (lambda s: None)
+    say(f"[export {run.name}] {cfg.model.kind}: {run.weights_file} -> {out_dir}")
     eval_seqs = corpus.eval_sequences(options.eval_sequences)
     calib, calib_clients = calibration_sequences(corpus, cfg.experiment.seed, options.calibration_sequences)
-    ref = parity.KerasReference(model, eval_seqs)
-    names = [v.path for v in model.trainable_variables]
+    return _Job(run=run, out_dir=out_dir, options=options, corpus=corpus, model=model,
+                recurrent=is_recurrent(model), eval_seqs=eval_seqs, calib=calib,
+                calib_clients=calib_clients, ref=parity.KerasReference(model, eval_seqs), say=say)
 
-    report: dict = {
+
+def _report_header(job: _Job) -> dict:
+    """The report's description of the model, the data it is measured on and how."""
+    run, cfg, options, label = job.run, job.run.cfg, job.options, job.label
+    return {
         "model": label, "kind": cfg.model.kind, "run_dir": str(run.run_dir),
         "run_id": run.run_dir.name if not label or run.run_dir.name != label else run.run_dir.parent.name,
         "weights_file": str(run.weights_file), "checkpoint_round": run.round,
-        "vocab_size": corpus.vocab.size, "seq_len": corpus.seq_len,
+        "vocab_size": job.corpus.vocab.size, "seq_len": job.corpus.seq_len,
         "parameters": int(sum(w.size for w in run.weights)),
-        "signatures": ["step", "sequence"] if recurrent else ["sequence"],
-        "step_signature": ("streaming step(token, h, c) -> (logits, h, c), batch 1" if recurrent else
+        "signatures": ["step", "sequence"] if job.recurrent else ["sequence"],
+        "step_signature": ("streaming step(token, h, c) -> (logits, h, c), batch 1" if job.recurrent else
                            "n/a: a transformer has no recurrent state (and these models have no "
                            "KV cache), so each keystroke runs `sequence` on the last T tokens"),
-        "evaluation": {"source": "held-out (eval) clients", "sequences": int(len(eval_seqs)),
+        "evaluation": {"source": "held-out (eval) clients", "sequences": int(len(job.eval_seqs)),
                        "cap": options.eval_sequences,
                        "selection": "corpus.eval_sequences(cap): all eval clients' sequences, or a "
                                     "subsample drawn by (seed, 'eval-subsample') when there are more",
-                       "clients": len(corpus.eval_client_ids),
-                       "targets": int((ref.targets != 0).sum())},
-        "calibration": {"source": "training clients", "sequences": int(len(calib)),
+                       "clients": len(job.corpus.eval_client_ids),
+                       "targets": int((job.ref.targets != 0).sum())},
+        "calibration": {"source": "training clients", "sequences": int(len(job.calib)),
                         "requested": options.calibration_sequences,
                         "per_client_max": CALIBRATION_PER_CLIENT,
-                        "clients": calib_clients,
+                        "clients": job.calib_clients,
                         "selection": "training clients in an order drawn by (seed, "
                                      "'export-calibration'), up to 4 random sequences each"},
         "interpreter": {"accuracy_and_parity": "OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES "
                                                "(builtin kernels, no XNNPACK)",
-                        "also_measured": "OpResolverType.AUTO (default XNNPACK delegate)"
+                        "runtime_check": "every signature of every file allocated and invoked with "
+                                         "LiteRT's defaults (XNNPACK delegate) and with builtin kernels",
+                        "also_measured": ("LiteRT's default (XNNPACK delegate): top-1 agreement and "
+                                          f"latency with threads {list(LATENCY_THREADS)}")
                                          if options.xnnpack else None,
+                        "latency_threads": list(LATENCY_THREADS) if options.xnnpack else [1],
                         "threads": 1, "latency_runs": options.latency_runs},
-        "keras": {**ref.metrics, "logits_sha256": ref.logits_sha256, "logits_std": ref.logits_std},
+        "keras": {**job.ref.metrics, "logits_sha256": job.ref.logits_sha256, "logits_std": job.ref.logits_std},
         "formats": {},
         "training_model": None,
     }
 
-    requested = [f for f in FORMATS if f in options.formats]
-    if not options.formats_explicit:
-        for fmt in [f for f in requested if (cfg.model.kind, f) in UNSUPPORTED]:
-            requested.remove(fmt)
-            reason = UNSUPPORTED[(cfg.model.kind, fmt)]
-            report["formats"][fmt] = {"format": fmt, "status": "unsupported", "reason": reason}
-            say(f"[export {label}] {fmt}: unsupported for {cfg.model.kind} ({reason})")
-    work = Path(tempfile.mkdtemp(prefix="fl_sim_export_"))
-    failed: list[str] = []
-    try:
-        dense_dir = work / "dense"
-        keys = save_inference_model(model, dense_dir, embedding="gather")
-        pruned_ref = None
-        sparse_dir = None
-        if any(f in SPARSE_FORMATS for f in requested):
-            flags = prunable_flags(run.weights, names)
-            measured = sparsity_report(run.weights, flags)
-            if cfg.pruning.enabled and measured["prunable_sparsity"] >= CONVERTER_MIN_SPARSITY:
-                pruned = [w.copy() for w in run.weights]
-                how = (f"pruned during training (pruning.enabled, target "
-                       f"{cfg.pruning.target_sparsity:.2f}); weights exported as they are")
-            else:
-                pruned, _ = prune_once(run.weights, options.sparsity, names)
-                how = (f"one-shot magnitude pruning at export time to {options.sparsity:.0%} per "
-                       f"prunable tensor (the run was "
-                       + ("pruned, but these weights are only "
-                          f"{measured['prunable_sparsity']:.0%} sparse" if cfg.pruning.enabled
-                          else "not pruned") + "); an accuracy drop is expected")
-            after = sparsity_report(pruned, flags)
-            report["pruning"] = {
-                "how": how,
-                "prunable_tensors": [n for n, f in zip(names, flags) if f],
-                "never_pruned": [n for n, f in zip(names, flags) if not f],
-                "prunable_sparsity_before": measured["prunable_sparsity"],
-                "prunable_sparsity": after["prunable_sparsity"],
-                "overall_sparsity": after["overall_sparsity"],
-            }
-            _assign(model, pruned)
-            pruned_ref = parity.KerasReference(model, eval_seqs)
+
+def _requested_formats(job: _Job, report: dict) -> list[str]:
+    """The formats to convert; known-unsupported ones are reported (unless named explicitly)."""
+    kind = job.run.cfg.model.kind
+    requested = [f for f in FORMATS if f in job.options.formats]
+    if job.options.formats_explicit:
+        return requested
+    for fmt in [f for f in requested if (kind, f) in UNSUPPORTED]:
+        requested.remove(fmt)
+        reason = UNSUPPORTED[(kind, fmt)]
+        report["formats"][fmt] = {"format": fmt, "status": "unsupported", "reason": reason}
+        job.say(f"[export {job.label}] {fmt}: unsupported for {kind} ({reason})")
+    return requested
+
+
+def _save_sources(job: _Job, requested: list[str], work: Path, report: dict) -> dict[str, _Source]:
+    """Write the SavedModels the requested formats are converted from (see ``_SOURCE_OF``).
+
+    ``dense``: the run's weights, gather embedding; ``lookup``: the same with the embedding
+    as an EMBEDDING_LOOKUP (int4); ``pruned_one_hot`` (sparse) and ``pruned`` (sparse_int8):
+    the pruned weights (:func:`_pruned_weights`), one-hot resp. gather embedding.
+    """
+    from fl_sim.export import parity
+    from fl_sim.export.signatures import save_inference_model
+
+    needed = {_SOURCE_OF[f] for f in requested}
+    model, weights = job.model, job.run.weights
+    sources: dict[str, _Source] = {}
+    for name, embedding in (("dense", "gather"), ("lookup", "lookup")):
+        if name in needed:
+            keys = save_inference_model(model, work / name, embedding=embedding)
+            rep = _representative(model, job.calib, job.recurrent) if "int8" in requested and name == "dense" else None
+            sources[name] = _Source(work / name, keys, job.ref, rep)
+    if needed & {"pruned_one_hot", "pruned"}:
+        pruned, report["pruning"] = _pruned_weights(job)
+        _assign(model, pruned)
+        try:
+            pruned_ref = parity.KerasReference(model, job.eval_seqs)
             report["keras_pruned"] = pruned_ref.metrics
-            sparse_dir = work / "sparse"
-            save_inference_model(model, sparse_dir, embedding="one_hot")
-            pruned_calib = _representative(model, calib, recurrent) if "sparse_int8" in requested else None
-            _assign(model, run.weights)
-        dense_calib = _representative(model, calib, recurrent) if any(f in ("int8",) for f in requested) else None
+            for name, embedding in (("pruned_one_hot", "one_hot"), ("pruned", "gather")):
+                if name in needed:
+                    keys = save_inference_model(model, work / name, embedding=embedding)
+                    rep = _representative(model, job.calib, job.recurrent) if name == "pruned" else None
+                    sources[name] = _Source(work / name, keys, pruned_ref, rep)
+        finally:
+            _assign(model, weights)
+    return sources
 
-        contents: dict[str, bytes] = {}
-        for fmt in requested:
-            sparse = fmt in SPARSE_FORMATS
-            src, rep_data, this_ref = (sparse_dir, pruned_calib if fmt == "sparse_int8" else None, pruned_ref) \
-                if sparse else (dense_dir, dense_calib if fmt == "int8" else None, ref)
-            entry: dict = {"format": fmt, "description": DESCRIPTIONS[fmt], "file": f"model_{fmt}.tflite"}
-            try:
-                content, info = convert_format(src, keys, fmt, rep_data)
-            except ConversionError as exc:
-                entry.update(status="failed", error=str(exc))
-                failed.append(fmt)
-                report["formats"][fmt] = entry
-                say(f"[export {label}] {fmt}: FAILED ({exc})")
-                continue
-            (out_dir / entry["file"]).write_bytes(content)
-            entry.update(info)
-            try:
-                entry.update(_measure(content, fmt, this_ref, recurrent, model, options))
-            except Exception as exc:  # noqa: BLE001 - the file exists but does not run
-                entry.update(status="failed", error=f"{fmt}: converted, but the interpreter cannot run it: "
-                                                    + " ".join(str(exc).split())[:400])
-                if (cfg.model.kind, fmt) in UNSUPPORTED:
-                    entry["error"] += f" (known limitation: {UNSUPPORTED[(cfg.model.kind, fmt)]})"
-                # Leave no file behind that the bundle's metadata would list as usable.
-                (out_dir / entry["file"]).unlink(missing_ok=True)
-                failed.append(fmt)
-                report["formats"][fmt] = entry
-                say(f"[export {label}] {fmt}: FAILED ({entry['error']})")
-                continue
-            entry["status"] = "ok"
-            contents[fmt] = content
-            report["formats"][fmt] = entry
-            say(f"[export {label}] {fmt}: {len(content):,} bytes, accuracy "
-                f"{entry['tflite']['accuracy']:.4f}, top-1 agreement {entry['tflite']['top1_agreement']:.4f}")
-        for fmt in FORMATS:
-            if fmt not in requested:
-                report["formats"].setdefault(fmt, {"format": fmt, "status": "not requested"})
-        report["formats"] = {f: report["formats"][f] for f in FORMATS if f in report["formats"]}
-        _relative_numbers(report)
-        evaluate_budgets(report)
 
-        if options.training:
-            report["training_model"] = _training_model(model, cfg, calib, work, out_dir, say, label)
+def _pruned_weights(job: _Job) -> tuple[list[np.ndarray], dict]:
+    """The weights of the sparse formats and how they were made (the report's ``pruning``).
 
-        write_bundle(out_dir, corpus, cfg, run, report, contents, model)
-        report["export_seconds"] = round(time.perf_counter() - t_start, 1)
-        write_report(out_dir, report)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return ModelExport(label, out_dir, report, failed)
+    A run pruned during training (to at least the converter's 30% threshold) is exported
+    as it is; otherwise every prunable tensor is magnitude-pruned once, here.
+    """
+    from fl_sim.pruning_math import prunable_flags, prune_once, sparsity_report
+
+    cfg, options, weights = job.run.cfg, job.options, job.run.weights
+    names = [v.path for v in job.model.trainable_variables]
+    flags = prunable_flags(weights, names)
+    measured = sparsity_report(weights, flags)
+    if cfg.pruning.enabled and measured["prunable_sparsity"] >= CONVERTER_MIN_SPARSITY:
+        pruned = [w.copy() for w in weights]
+        how = (f"pruned during training (pruning.enabled, target "
+               f"{cfg.pruning.target_sparsity:.2f}); weights exported as they are")
+    else:
+        pruned, _ = prune_once(weights, options.sparsity, names)
+        how = (f"one-shot magnitude pruning at export time to {options.sparsity:.0%} per "
+               f"prunable tensor (the run was "
+               + ("pruned, but these weights are only "
+                  f"{measured['prunable_sparsity']:.0%} sparse" if cfg.pruning.enabled
+                  else "not pruned") + "); an accuracy drop is expected")
+    after = sparsity_report(pruned, flags)
+    return pruned, {
+        "how": how,
+        "prunable_tensors": [n for n, f in zip(names, flags) if f],
+        "never_pruned": [n for n, f in zip(names, flags) if not f],
+        "prunable_sparsity_before": measured["prunable_sparsity"],
+        "prunable_sparsity": after["prunable_sparsity"],
+        "overall_sparsity": after["overall_sparsity"],
+    }
+
+
+def _export_format(job: _Job, fmt: str, src: _Source) -> tuple[dict, bytes | None]:
+    """Convert one format, check and measure the file, write it; (report entry, bytes or None).
+
+    A file that fails to convert, or does not run every signature in both LiteRT
+    configurations (:data:`fl_sim.export.formats.RUNTIMES`), is reported as failed and
+    not written.
+    """
+    from fl_sim.export.convert import ConversionError, convert_format
+
+    say, kind = job.say, job.run.cfg.model.kind
+    entry: dict = {"format": fmt, "description": DESCRIPTIONS[fmt], "file": f"model_{fmt}.tflite"}
+    try:
+        content, info = convert_format(src.saved_model, src.keys, fmt, src.representative)
+    except ConversionError as exc:
+        entry.update(status="failed", error=str(exc))
+        say(f"[export {job.label}] {fmt}: FAILED ({exc})")
+        return entry, None
+    entry.update(info)
+    try:
+        entry.update(_measure(content, src.ref, job))
+    except Exception as exc:  # noqa: BLE001 - the file exists but does not run
+        entry.update(status="failed", error=f"{fmt}: converted, but the interpreter cannot run it: "
+                                            + " ".join(str(exc).split())[:400])
+        if (kind, fmt) in UNSUPPORTED:
+            entry["error"] += f" (known limitation: {UNSUPPORTED[(kind, fmt)]})"
+        say(f"[export {job.label}] {fmt}: FAILED ({entry['error']})")
+        return entry, None
+    (job.out_dir / entry["file"]).write_bytes(content)
+    entry["status"] = "ok"
+    say(f"[export {job.label}] {fmt}: {len(content):,} bytes, accuracy "
+        f"{entry['tflite']['accuracy']:.4f}, top-1 agreement {entry['tflite']['top1_agreement']:.4f}")
+    return entry, content
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -331,41 +421,49 @@ def _representative(model, calib: np.ndarray, recurrent: bool):
     return gen
 
 
-def _measure(content: bytes, fmt: str, ref, recurrent: bool, model, options: ExportOptions) -> dict:
-    """Inspect the file and run it: metrics, parity, latency.
+#: Interpreter threads the XNNPACK latency is measured with (the report's headline columns).
+LATENCY_THREADS = (1, 2)
 
-    Raises if the file does not run with the reference resolver (the format is then
-    reported as failed); failures with the XNNPACK delegate are recorded, not raised.
+
+def _measure(content: bytes, ref, job: _Job) -> dict:
+    """Inspect the file, check it runs in both LiteRT configurations, run it: metrics, latency.
+
+    Raises if a configuration cannot run every signature (the format is then reported as
+    failed) or the file does not run with the reference resolver.
     """
     from fl_sim.export import parity
-    from fl_sim.export.tflite_file import inspect_tflite
+    from fl_sim.export.runtime import runtime_support
+    from fl_sim.export.tflite_file import compressed_sizes, inspect_tflite, size_breakdown
 
+    options, model = job.options, job.model
+    runtime = runtime_support(content)
+    broken = {rt: err for rt, err in runtime.items() if err != "ok"}
+    if broken:
+        raise RuntimeError("; ".join(f"{rt}: {err}" for rt, err in broken.items()))
     out: dict = {"size_bytes": len(content), "sha256": hashlib.sha256(content).hexdigest(),
-                 "file_info": inspect_tflite(content)}
+                 **compressed_sizes(content), "runtime": runtime,
+                 "file_info": inspect_tflite(content), "size_breakdown": size_breakdown(content)}
     out["tflite"] = parity.evaluate_sequence(content, ref, "reference")
     x = ref.inputs[:1] if len(ref.inputs) else np.zeros((1, model.inputs[0].shape[1]), np.int32)
-    lat: dict = {"sequence_ms": parity.latency_ms(content, "sequence", {"tokens": x}, options.latency_runs)}
-    step_in = None
-    if recurrent:
+    calls = {"sequence": {"tokens": x}}
+    if job.recurrent:
         from fl_sim.models import initial_state
 
         h, c = initial_state(model, 1)
-        step_in = {"token": np.array([x[0, 0]], np.int32), "h": h, "c": c}
+        calls["step"] = {"token": np.array([x[0, 0]], np.int32), "h": h, "c": c}
         out.update(parity.step_parity(content, ref, (h.shape, c.shape), options.step_parity_sequences))
-        lat["step_ms"] = parity.latency_ms(content, "step", step_in, options.latency_runs)
-        lat["per_token_ms"] = lat["step_ms"]
-    else:
-        lat["per_token_ms"] = lat["sequence_ms"]
+    per_token = "step" if job.recurrent else "sequence"
+
+    def timings(resolver: str, threads: int) -> dict:
+        t = {f"{sig}_ms": parity.latency_ms(content, sig, inputs, options.latency_runs, resolver,
+                                            num_threads=threads) for sig, inputs in calls.items()}
+        t["per_token_ms"] = t[f"{per_token}_ms"]
+        return t
+
+    lat = timings("reference", 1)
     if options.xnnpack:
-        try:
-            out["xnnpack_top1_agreement"] = parity.top1_agreement(content, ref, "xnnpack")
-            lat["sequence_ms_xnnpack"] = parity.latency_ms(content, "sequence", {"tokens": x},
-                                                           options.latency_runs, "xnnpack")
-            if step_in is not None:
-                lat["step_ms_xnnpack"] = parity.latency_ms(content, "step", step_in, options.latency_runs,
-                                                           "xnnpack")
-        except Exception as exc:  # noqa: BLE001 - a delegate limitation, reported
-            out["xnnpack_error"] = " ".join(str(exc).split())[:300]
+        out["xnnpack_top1_agreement"] = parity.top1_agreement(content, ref, "xnnpack")
+        lat["xnnpack"] = {str(n): timings("xnnpack", n) for n in LATENCY_THREADS}
     out["latency"] = lat
     return out
 
@@ -390,13 +488,15 @@ def _relative_numbers(report: dict) -> None:
             e["accuracy_drop_vs_keras_pruned"] = report["keras_pruned"]["accuracy"] - acc
 
 
-def _training_model(model, cfg, calib: np.ndarray, work: Path, out_dir: Path, say, label: str) -> dict:
+def _training_model(job: _Job, work: Path) -> dict:
     """Convert the on-device training model and smoke-test it in the interpreter."""
     from fl_sim.export import parity
     from fl_sim.export.convert import convert_training
     from fl_sim.export.signatures import FLEX_TRAINING_SIGNATURES, save_training_model
     from fl_sim.export.tflite_file import inspect_tflite
 
+    model, cfg, calib, out_dir, say, label = (job.model, job.run.cfg, job.calib, job.out_dir,
+                                              job.say, job.label)
     batch = int(cfg.client.batch_size)
     entry: dict = {"file": "model_train.tflite", "batch_size": batch, "lr_default": cfg.client.lr}
     try:
@@ -412,6 +512,10 @@ def _training_model(model, cfg, calib: np.ndarray, work: Path, out_dir: Path, sa
                  signatures=sorted(fi["signatures"]), **info)
     entry["flex_ops"] = {k: v["flex_ops"] for k, v in fi["signatures"].items() if v["flex_ops"]}
     entry["builtin_only_signatures"] = sorted(k for k, v in fi["signatures"].items() if not v["flex_ops"])
+    entry["runtime"] = {"needs": "the Flex delegate (select TF ops) for "
+                                 + ", ".join(f"`{k}`" for k in sorted(entry["flex_ops"]))
+                                 if entry["flex_ops"] else "builtin ops only",
+                        "builtin_signatures": "LiteRT's default configuration"}
     # Smoke test: the weights are the run's, and a few SGD steps lower the loss on one batch.
     interp = parity.make_interpreter(content)
     got = interp.get_signature_runner("get_weights")()

@@ -11,6 +11,8 @@ float16        float32         0.01    float16 weights only; expected ~0
 dynamic_int8   float32         0.01    int8 weights, float activations
 int8           float32         0.03    int8 activations too, including the recurrent
                                        state; SI-CIFG's max-normalisation is sensitive
+int4           float32         0.02    4-bit weights (16 levels per output channel),
+                                       float activations
 sparse         Keras (pruned)  0.005   pure re-encoding of the pruned weights: ~exact
 sparse_int8    sparse          0.03    same as int8, on the pruned model
 =============  ==============  ======  ==================================================
@@ -29,6 +31,7 @@ BUDGETS = {
     "float16": ("float32", 0.01),
     "dynamic_int8": ("float32", 0.01),
     "int8": ("float32", 0.03),
+    "int4": ("float32", 0.02),
     "sparse": ("keras_pruned", 0.005),
     "sparse_int8": ("sparse", 0.03),
 }
@@ -93,38 +96,45 @@ def markdown(report: dict) -> str:
                      f"{', '.join(p['never_pruned']) or 'none'}. Keras accuracy of the pruned model "
                      f"{kp.get('accuracy', float('nan')):.4f}.")
     lines += ["", "## Formats", "",
-              "| format | size | vs float32 | sparse-encoded weights | zeros in them | accuracy | acc. no OOV/EOS | perplexity "
-              "| acc. drop vs float32 | top-1 agree (Keras) | top-1 agree (XNNPACK) | max abs Δ logit | per-token ms | per-token ms (XNNPACK) | budget |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "Every file below loads and runs every signature both with LiteRT's defaults "
+              "(`Interpreter(model_path=...)`, XNNPACK delegate on) and with builtin kernels "
+              "(default delegates off); the `runs with` column is that check.", "",
+              "| format | size | vs float32 | gzip -9 | gzip vs float32 | runs with | accuracy | acc. no OOV/EOS "
+              "| perplexity | acc. drop vs float32 | top-1 agree (Keras) | top-1 agree (XNNPACK) | max abs Δ logit "
+              "| per-token ms XNNPACK 1 thread | XNNPACK 2 threads | builtin kernels 1 thread | budget |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    base = r["formats"].get("float32", {})
     for fmt, e in r["formats"].items():
         if e.get("status") == "not requested":
             continue
         if e.get("status") == "unsupported":
-            lines.append(f"| {fmt} | not exported: unsupported for {r['kind']}: {e['reason']} |" + " |" * 13)
+            lines.append(f"| {fmt} | not exported: unsupported for {r['kind']}: {e['reason']} |" + " |" * 15)
             continue
         if e.get("status") != "ok":
-            lines.append(f"| {fmt} | FAILED: {e.get('error', '')[:200]} |" + " |" * 13)
+            lines.append(f"| {fmt} | FAILED: {e.get('error', '')[:200]} |" + " |" * 15)
             continue
-        sp = e["file_info"]["sparse"]
         t = e["tflite"]
         lat = e["latency"]
         b = e.get("budget")
         btxt = "—" if not b or b.get("within_budget") is None else (
             f"{'ok' if b['within_budget'] else 'EXCEEDED'} (drop {b['drop']:+.4f} vs {b['against']}, max {b['budget']})")
-        xl = lat.get("step_ms_xnnpack", lat.get("sequence_ms_xnnpack"))
-        xa = "fails (notes)" if e.get("xnnpack_error") else _f(e.get("xnnpack_top1_agreement"))
+        x1, x2 = (lat.get("xnnpack", {}).get(n, {}).get("per_token_ms") for n in ("1", "2"))
+        gz_ratio = e["gzip_bytes"] / base["size_bytes"] if base.get("size_bytes") and e.get("gzip_bytes") else None
+        runs = " and ".join("XNNPACK (default)" if k == "default_xnnpack" else "builtin"
+                            for k, v in e.get("runtime", {}).items() if v == "ok")
         lines.append(
             f"| {fmt} | {_kb(e['size_bytes'])} | {_f(e.get('size_ratio_to_float32'), '{:.3f}')} "
-            f"| {sp['sparse_fraction_of_weights']:.1%} ({sp['num_tensors']} tensors) | "
-            f"{_f(sp['encoded_sparsity'] if sp['num_tensors'] else None, '{:.1%}')} "
+            f"| {_kb(e.get('gzip_bytes'))} | {_f(gz_ratio, '{:.3f}')} | {runs} "
             f"| {t['accuracy']:.4f} | {t['accuracy_no_oov_eos']:.4f} | {t['perplexity']:.2f} "
             f"| {_f(e.get('accuracy_drop_vs_float32'), '{:+.4f}')} | {t['top1_agreement']:.4f} "
-            f"| {xa} | {_f(t['max_abs_logit_diff'], '{:.2e}')} "
-            f"| {_f(lat['per_token_ms'], '{:.3f}')} | {_f(xl, '{:.3f}')} | {btxt} |")
+            f"| {_f(e.get('xnnpack_top1_agreement'))} | {_f(t['max_abs_logit_diff'], '{:.2e}')} "
+            f"| {_f(x1, '{:.3f}')} | {_f(x2, '{:.3f}')} | {_f(lat['per_token_ms'], '{:.3f}')} | {btxt} |")
     lines += ["", "acc. drop is the float32 file's accuracy minus this file's (positive = worse). "
               "Top-1 agreement counts non-PAD positions where the file's argmax equals the Keras model's "
               "(the pruned Keras model for the sparse formats). Per-token latency: `step` for recurrent "
-              "models, one `sequence` invocation for transformers."]
+              "models, one `sequence` invocation for transformers; median of the invocations, on the "
+              "machine that ran the export (an Android phone's numbers differ; the ratios are what carries over). "
+              "gzip -9: the file compressed, as a download or an APK's deflate would carry it."]
     rec = [f for f, e in r["formats"].items() if e.get("status") == "ok" and "step_max_abs_logit_diff" in e]
     if rec:
         lines += ["", "## Streaming `step` signature", "",
@@ -145,16 +155,13 @@ def markdown(report: dict) -> str:
         by = ", ".join(f"{k} {v:,}" for k, v in fi["weights"]["by_dtype"].items())
         lines.append(f"| {fmt} | {e['description']} | {e.get('int8_ops', '—')} | {by} | {fi['densify_ops']} "
                      f"| {fi['sparse']['index_bytes']:,} | {e['convert_seconds']} |")
+    lines += _size_section(r)
     notes = []
     for fmt, e in r["formats"].items():
         if e.get("int8_ops") == "fallback":
             notes.append(f"- {fmt}: strict int8 conversion failed ({e.get('int8_fallback_reason', '')}); "
                          "converted with float fallback for ops without int8 kernels.")
     for fmt, e in r["formats"].items():
-        if e.get("xnnpack_error"):
-            notes.append(f"- {fmt}: the default XNNPACK delegate cannot run this file ({e['xnnpack_error']}); "
-                         "use OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES (Android: "
-                         "Interpreter.Options().setUseXNNPACK(false)).")
         sp = e.get("file_info", {}).get("sparse", {})
         if sp.get("block_encoded"):
             notes.append(f"- {fmt}: block-sparse encoding chosen by the converter for "
@@ -169,10 +176,10 @@ def markdown(report: dict) -> str:
                      "and speed at run time are those of the dense model (TFLite's sparse kernels need 1x4 / 1x16 "
                      "block sparsity). The embedding is computed as a one-hot FULLY_CONNECTED in these formats so "
                      "that it is sparse-encoded too.")
-    if r["kind"] in ("cifg", "si_cifg") and any(r["formats"].get(f, {}).get("status") == "ok" for f in ("int8", "sparse_int8")):
-        notes.append("- int8 files of recurrent models hold two int8 copies of the embedding table (one per "
-                     "signature: the converter calibrates each signature's gather separately); a step-only "
-                     "deployment would be smaller by one table.")
+    if r["formats"].get("sparse_int8", {}).get("status") == "ok":
+        notes.append("- sparse_int8 stores its pruned int8 weights dense: with TFLite's sparse encoding of int8 "
+                     "filters, LiteRT's default XNNPACK delegate fails to prepare the file (see "
+                     "docs/android_bundle.md). Its zeros show in the gzip column.")
     if notes:
         lines += ["", "## Notes", "", *notes]
     tm = r.get("training_model")
@@ -196,6 +203,35 @@ def markdown(report: dict) -> str:
                 lines.append(f"`{k}`: {v}.")
     lines.append("")
     return "\n".join(lines)
+
+
+def _size_section(r: dict) -> list[str]:
+    """Where each file's bytes go (``size_breakdown``), and its largest constants."""
+    ok = {f: e for f, e in r["formats"].items() if e.get("status") == "ok" and "size_breakdown" in e}
+    if not ok:
+        return []
+    lines = ["", "## Where the bytes go", "",
+             "Counted in the file as written (after fl_sim.export.compact: each quantization table, "
+             "sparse index table and constant stored once). `converter` is the TFLite converter's (or "
+             "ai-edge-quantizer's) file before that.", "",
+             "| format | file | converter | constants (by dtype) | quantization params (tables) "
+             "| sparse indices | graph, names, padding |",
+             "|---|---|---|---|---|---|---|"]
+    for fmt, e in ok.items():
+        b = e["size_breakdown"]
+        by = ", ".join(f"{k} {v:,}" for k, v in b["constant_bytes_by_dtype"].items())
+        lines.append(f"| {fmt} | {b['file_bytes']:,} | {_f(e.get('converter_bytes'), '{:,}')} "
+                     f"| {b['constant_bytes']:,} ({by}) | {b['quantization_bytes']:,} ({b['quantization_tables']}) "
+                     f"| {b['sparse_index_bytes']:,} | {b['other_bytes'] + b['metadata_bytes']:,} |")
+    lines += ["", "Largest constants per file (`shared`: one buffer used by every signature listed):", "",
+              "| format | tensor | dtype | shape | bytes | signatures | quantization |",
+              "|---|---|---|---|---|---|---|"]
+    for fmt, e in ok.items():
+        for row in e["size_breakdown"]["largest"][:5]:
+            sigs = ", ".join(row["signatures"]) + (" (shared)" if row["shared"] else "")
+            lines.append(f"| {fmt} | `{row['tensor'][:48]}` | {row['dtype']}{' sparse' if row['sparse'] else ''} "
+                         f"| {row['shape']} | {row['bytes']:,} | {sigs} | {row['quantization'] or '—'} |")
+    return lines
 
 
 def write_report(out_dir: Path, report: dict) -> None:
@@ -252,9 +288,9 @@ def write_combined_report(out_dir: Path, run_dir: Path, results: list) -> None:
 
 def summary_table(results: list) -> str:
     """The size / accuracy / latency table ``fl-sim export`` prints (one row per model and format)."""
-    lines = ["| model | format | size | vs float32 | encoded sparsity | accuracy | acc. drop vs float32 "
-             "| top-1 agree | per-token ms | status |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | format | size | vs float32 | gzip vs float32 | accuracy | acc. drop vs float32 "
+             "| top-1 agree | per-token ms XNNPACK | per-token ms builtin | status |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for res in results:
         rep = res.report
         for fmt, e in rep["formats"].items():
@@ -263,22 +299,23 @@ def summary_table(results: list) -> str:
                 continue
             if status != "ok":
                 why = e.get("reason") or e.get("error") or ""
-                lines.append(f"| {res.name} | {fmt} | | | | | | | | {status}: {why[:90]} |")
+                lines.append(f"| {res.name} | {fmt} | | | | | | | | | {status}: {why[:90]} |")
                 continue
-            sp = e["file_info"]["sparse"]
-            enc = f"{sp['encoded_sparsity']:.0%}" if sp["num_tensors"] else "dense"
+            base = rep["formats"].get("float32", {}).get("size_bytes")
+            gz = e["gzip_bytes"] / base if base and e.get("gzip_bytes") else None
+            xl = e["latency"].get("xnnpack", {}).get("1", {}).get("per_token_ms")
             b = e.get("budget") or {}
             ok = "ok" if b.get("within_budget") in (None, True) else "OVER BUDGET"
             lines.append(
                 f"| {res.name} | {fmt} | {_kb(e['size_bytes'])} | {_f(e.get('size_ratio_to_float32'), '{:.2f}')} "
-                f"| {enc} | {e['tflite']['accuracy']:.4f} | {_f(e.get('accuracy_drop_vs_float32'), '{:+.4f}')} "
-                f"| {e['tflite']['top1_agreement']:.4f} | {e['latency']['per_token_ms']:.3f} | {ok} |")
+                f"| {_f(gz, '{:.2f}')} | {e['tflite']['accuracy']:.4f} | {_f(e.get('accuracy_drop_vs_float32'), '{:+.4f}')} "
+                f"| {e['tflite']['top1_agreement']:.4f} | {_f(xl, '{:.3f}')} | {e['latency']['per_token_ms']:.3f} | {ok} |")
         tm = rep.get("training_model")
         if tm:
             if tm.get("status") == "ok":
                 losses = tm["smoke_train_losses"]
-                lines.append(f"| {res.name} | train | {_kb(tm['size_bytes'])} | | | | | | "
+                lines.append(f"| {res.name} | train | {_kb(tm['size_bytes'])} | | | | | | | "
                              f"{tm['train_step_ms']:.3f} (1 step) | ok: loss {losses[0]:.3f} → {losses[-1]:.3f} |")
             else:
-                lines.append(f"| {res.name} | train | | | | | | | | failed: {tm.get('error', '')[:90]} |")
+                lines.append(f"| {res.name} | train | | | | | | | | | failed: {tm.get('error', '')[:90]} |")
     return "\n".join(lines)

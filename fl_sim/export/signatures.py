@@ -12,6 +12,8 @@ the sequence model's logits at every position. Transformers have no ``step``: th
 recurrent state to carry, and a KV-cache is not part of these models, so a keyboard runs
 ``sequence`` on the last T tokens at every keystroke.
 
+``embedding="lookup"`` (the int4 format) writes the lookup as ``one_hot(token) @ table``
+with ``tf.one_hot``, which the converter turns into one EMBEDDING_LOOKUP op.
 ``embedding="one_hot"`` (the sparse formats) computes the input embedding as
 ``one_hot(token) @ table`` (a FULLY_CONNECTED) instead of a gather: the TFLite converter
 sparse-encodes only FULLY_CONNECTED / CONV weights, so this is what lets the (pruned)
@@ -76,9 +78,17 @@ def _embed_fn(model: keras.Model, embedding: str):
     layer = model.get_layer("embedding")
     if embedding == "gather":
         return layer
-    if embedding != "one_hot":
-        raise ValueError(f"embedding must be 'gather' or 'one_hot', got {embedding!r}")
     vocab = int(layer.input_dim)
+    if embedding == "lookup":
+        def lookup_embed(tokens):
+            # The converter turns exactly this (tf.one_hot, then matmul) into one
+            # EMBEDDING_LOOKUP, which ai-edge-quantizer can give int4 weights (a GATHER
+            # it cannot); same values as the gather.
+            return tf.matmul(tf.one_hot(tokens, vocab, dtype=tf.float32), layer.embeddings)
+
+        return lookup_embed
+    if embedding != "one_hot":
+        raise ValueError(f"embedding must be 'gather', 'lookup' or 'one_hot', got {embedding!r}")
 
     def one_hot_embed(tokens):
         # one_hot = 1 - min(|token - id|, 1), in int32: neither tf.one_hot nor

@@ -117,3 +117,96 @@ def inspect_tflite(content: bytes) -> dict:
         },
         "densify_ops": densify,
     }
+
+
+def _index_vector_bytes(vec_type, vec) -> int:
+    values = getattr(vec, "values", None)
+    return 0 if values is None else int(np.asarray(values).nbytes)
+
+
+def size_breakdown(content: bytes, top: int = 8) -> dict:
+    """Where a file's bytes go, read from the flatbuffer itself.
+
+    Tables and vectors are counted once per place they are stored (a table referenced by
+    several tensors, as after :func:`fl_sim.export.compact.compact`, counts once):
+
+    * ``constant_bytes``: tensor data (weights, biases, constants), by dtype in
+      ``constant_bytes_by_dtype``;
+    * ``quantization_bytes``: per-tensor / per-channel scales (float32) and zero points
+      (int64, as the schema stores them), ``quantization_tables`` distinct tables;
+    * ``sparse_index_bytes``: the sparse encoding's segment and index arrays;
+    * ``metadata_bytes``: the converter's metadata buffers;
+    * ``other_bytes``: the rest: operators, tensor tables, names, signatures, padding.
+
+    ``largest``: the ``top`` largest constants: tensor name, dtype, shape, bytes, the
+    signatures that use the buffer (``shared`` when more than one), and its quantization.
+    """
+    model = schema.Model.GetRootAs(content, 0)
+    sig_of = {}
+    for i in range(model.SignatureDefsLength()):
+        sd = model.SignatureDefs(i)
+        sig_of[sd.SubgraphIndex()] = sd.SignatureKey().decode()
+    users: dict[int, list] = {}
+    quant_seen: dict[int, int] = {}
+    sparse_seen: dict[int, int] = {}
+    for gi in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(gi)
+        for ti in range(graph.TensorsLength()):
+            t = graph.Tensors(ti)
+            users.setdefault(t.Buffer(), []).append((sig_of.get(gi, f"subgraph {gi}"), t))
+            q = t.Quantization()
+            if q is not None and q._tab.Pos not in quant_seen:
+                quant_seen[q._tab.Pos] = (4 * (q.ScaleLength() + q.MinLength() + q.MaxLength())
+                                          + 8 * q.ZeroPointLength())
+            s = t.Sparsity()
+            if s is not None and s._tab.Pos not in sparse_seen:
+                st = schema.SparsityParametersT.InitFromObj(s)
+                sparse_seen[s._tab.Pos] = sum(
+                    _index_vector_bytes(d.arraySegmentsType, d.arraySegments)
+                    + _index_vector_bytes(d.arrayIndicesType, d.arrayIndices) for d in st.dimMetadata or [])
+    metadata_buffers = {model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
+    constant = metadata = 0
+    by_dtype: dict[str, int] = {}
+    rows = []
+    for bi in range(model.BuffersLength()):
+        buf = model.Buffers(bi)
+        n = buf.DataLength() or (buf.Size() if buf.Offset() > 1 else 0)
+        if not n:
+            continue
+        if bi in metadata_buffers:
+            metadata += n
+            continue
+        constant += n
+        tensors = users.get(bi, [])
+        if not tensors:
+            continue
+        sig, t = tensors[0]
+        dtype = _TYPE_NAMES.get(t.Type(), str(t.Type()))
+        by_dtype[dtype] = by_dtype.get(dtype, 0) + n
+        q = t.Quantization()
+        qdesc = None
+        if q is not None and q.ScaleLength():
+            qdesc = ("per-tensor" if q.ScaleLength() == 1 else f"per-channel ({q.ScaleLength()})")
+        sigs = sorted({s for s, _ in tensors})
+        rows.append({"tensor": t.Name().decode(), "dtype": dtype,
+                     "shape": [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
+                     "bytes": int(n), "signatures": sigs, "shared": len(sigs) > 1,
+                     "sparse": t.Sparsity() is not None, "quantization": qdesc})
+    rows.sort(key=lambda r: -r["bytes"])
+    quant = sum(quant_seen.values())
+    index = sum(sparse_seen.values())
+    return {
+        "file_bytes": len(content), "constant_bytes": constant,
+        "constant_bytes_by_dtype": dict(sorted(by_dtype.items(), key=lambda kv: -kv[1])),
+        "quantization_bytes": quant, "quantization_tables": len(quant_seen),
+        "sparse_index_bytes": index, "metadata_bytes": metadata,
+        "other_bytes": len(content) - constant - quant - index - metadata,
+        "largest": rows[:top],
+    }
+
+
+def compressed_sizes(content: bytes) -> dict:
+    """gzip -9 size (what a compressed download or an APK's deflate would carry)."""
+    import gzip
+
+    return {"gzip_bytes": len(gzip.compress(content, compresslevel=9, mtime=0))}

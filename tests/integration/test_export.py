@@ -25,7 +25,7 @@ FAST_EXPORT = ["--latency-runs", "5", "--eval-sequences", "100", "--no-xnnpack"]
 
 # Accuracy budgets the test enforces (absolute next-word accuracy, interpreter vs interpreter;
 # they are fl_sim.export.report.BUDGETS, restated here so a loosened budget fails this test).
-BUDGET = {"float16": 0.01, "dynamic_int8": 0.01, "int8": 0.03, "sparse_int8": 0.03}
+BUDGET = {"float16": 0.01, "dynamic_int8": 0.01, "int8": 0.03, "int4": 0.02, "sparse_int8": 0.03}
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_export_writes_every_bundle_and_reports_unsupported_combinations(four_ki
             import hashlib
             assert hashlib.sha256((exp / name).read_bytes()).hexdigest() == f["sha256"], name
         ok = {f for f, e in rep["formats"].items() if e["status"] == "ok"}
-        expected = {"float32", "float16", "dynamic_int8", "sparse"} | (
+        expected = {"float32", "float16", "dynamic_int8", "int4", "sparse"} | (
             set() if kind == "si_transformer" else {"int8", "sparse_int8"})
         assert ok == expected, rep["formats"]
         assert all((exp / f"model_{f}.tflite").is_file() for f in ok)
@@ -192,6 +192,101 @@ def test_logit_hashes_are_logged(four_kinds):
         setting = os.environ.get("FL_SIM_KERNEL_SETTING", "default")
         with open(path, "a") as f:
             f.writelines(f"{setting} {line}\n" for line in lines)
+
+
+def signature_inputs(runner, corpus, rng):
+    """Real inputs for every signature input: held-out tokens, a random recurrent state."""
+    seqs = corpus.eval_sequences(4)
+    out = {}
+    for name, d in runner.get_input_details().items():
+        shape, dtype = list(d["shape"]), np.dtype(d["dtype"])
+        if name == "tokens":
+            out[name] = seqs[:shape[0], :shape[1]].astype(dtype)
+        elif name == "token":
+            out[name] = seqs[0, 1:1 + shape[0]].astype(dtype)
+        else:                                    # h, c: a state the model could have produced
+            out[name] = rng.uniform(-1, 1, shape).astype(dtype)
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_inference_file_runs_every_signature_with_litert_defaults(four_kinds, kind):
+    # What an app does: Interpreter(model_path=...) with nothing else set (the XNNPACK
+    # delegate on), and the same with the default delegates off.
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from fl_sim.export.formats import FORMATS, UNSUPPORTED
+
+    run_dir, _ = four_kinds
+    _, corpus, _ = keras_model(run_dir / kind)
+    exp = run_dir / kind / "export"
+    meta = json.loads((exp / "metadata.json").read_text())
+    files = sorted(p for p in exp.glob("model_*.tflite") if p.name != "model_train.tflite")
+    # every format fl-sim export writes for this kind
+    assert [p.name for p in files] == sorted(f"model_{f}.tflite" for f in FORMATS if (kind, f) not in UNSUPPORTED)
+    rng = np.random.default_rng(0)
+    signatures = ["sequence", "step"] if kind in RECURRENT else ["sequence"]
+    for path in files:
+        fmt = path.stem.removeprefix("model_")
+        assert meta["models"][fmt]["runtime"]["checked"] == {"default_xnnpack": "ok", "builtin_kernels": "ok"}
+        results = []
+        for options in ({}, {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}):
+            interp = Interpreter(model_path=str(path), **options)
+            assert sorted(interp.get_signature_list()) == sorted(signatures), path.name
+            outs = {}
+            for key in signatures:
+                runner = interp.get_signature_runner(key)
+                rng = np.random.default_rng(0)
+                outs[key] = runner(**signature_inputs(runner, corpus, rng))
+                for name, value in outs[key].items():
+                    assert np.isfinite(value).all(), (path.name, options, key, name)
+            results.append(outs)
+        # Both configurations compute the same model: XNNPACK reorders float sums and
+        # requantizes differently, so logits agree only to quantization-step size; 0.5 is
+        # far below the logit range of even these tiny models (tens) yet catches a wrong
+        # or missing weight (differences of the logits' own size).
+        for key in signatures:
+            diff = np.abs(results[0][key]["logits"] - results[1][key]["logits"]).max()
+            assert diff < 0.5, (path.name, key, diff)
+    # The training file: builtin signatures run with the defaults; save/restore need Flex,
+    # and metadata says so.
+    train = meta["models"]["train"]
+    assert "Flex" in train["runtime"]["options_needed"] and sorted(train["flex_signatures"]) == ["restore", "save"]
+    interp = Interpreter(model_path=str(exp / "model_train.tflite"))
+    runner = interp.get_signature_runner("infer")
+    assert np.isfinite(runner(**signature_inputs(runner, corpus, rng))["logits"]).all()
+
+
+@pytest.mark.parametrize("kind", ["si_cifg", "transformer"])
+def test_int4_file_holds_the_channelwise_int4_rounding_of_the_keras_weights(four_kinds, kind):
+    # NumPy reference of symmetric channelwise int4: scale_c = max|w_c| / 7, q = round(w / s)
+    # in [-8, 7]. The embedding table (an EMBEDDING_LOOKUP) and the output layer are read
+    # back from the file (two 4-bit values per byte, low nibble first).
+    from ai_edge_litert import schema_py_generated as schema
+
+    run_dir, _ = four_kinds
+    _, corpus, model = keras_model(run_dir / kind)
+    content = (run_dir / kind / "export" / "model_int4.tflite").read_bytes()
+    m = schema.ModelT.InitFromPackedBuf(content, 0)
+    found = {}
+    for t in m.subgraphs[0].tensors:
+        if t.type == schema.TensorType.INT4:
+            packed = np.asarray(m.buffers[t.buffer].data, np.uint8)
+            nib = np.stack([packed & 0xF, packed >> 4], -1).ravel().astype(np.int8)
+            q = np.where(nib > 7, nib - 16, nib)[:int(np.prod(t.shape))].reshape([int(d) for d in t.shape])
+            scale = np.asarray(t.quantization.scale, np.float64)
+            found.setdefault(q.shape, []).append(q * scale[:, None])
+    V, E = corpus.vocab.size, model.get_layer("embedding").output_dim
+    expected = [np.asarray(model.get_layer("embedding").embeddings), np.asarray(model.get_layer("logits").kernel).T]
+    assert len(found[(V, E)]) == 2
+    for w in expected:
+        scale = np.abs(w).max(axis=1, keepdims=True) / 7
+        ref = np.clip(np.round(w / scale), -8, 7) * scale
+        # The same rounding up to float32 ties: at most one step apart on a handful of
+        # entries that sit exactly between two levels; everywhere within half a step of w.
+        best = min(found[(V, E)], key=lambda d: np.abs(d - ref).max())
+        assert (np.abs(best - w) <= 0.5 * scale * (1 + 1e-5)).all()
+        assert (np.abs(best - ref) > 1e-6 * scale).mean() < 1e-3
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -315,3 +410,51 @@ def test_impossible_pruning_schedule_is_a_config_error(tmp_path):
     assert r.returncode == 2
     assert "[pruning]: pruning.end_round = 2 is before pruning.begin_round = 3" in r.stderr
     assert run_dirs(tmp_path, "smoke") == []
+
+
+# --------------------------------------------------------------------------- file compaction
+
+
+def test_compaction_stores_shared_tables_once_and_changes_no_output(tmp_path):
+    # A two-signature module whose signatures use the same weight (as step / sequence do):
+    # the converter shares the weight's data but gives each signature its own per-channel
+    # quantization table. Compacted, the file computes bit-identical outputs.
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from fl_sim.export.compact import compact
+    from fl_sim.export.tflite_file import size_breakdown
+
+    rng = np.random.default_rng(0)
+    w = tf.Variable(rng.normal(size=(64, 300)).astype(np.float32))
+    b = tf.Variable(rng.normal(size=(300,)).astype(np.float32))
+
+    class Two(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 64], tf.float32, name="x")])
+        def one(self, x):
+            return {"y": tf.matmul(x, w) + b}
+
+        @tf.function(input_signature=[tf.TensorSpec([3, 64], tf.float32, name="x")])
+        def three(self, x):
+            return {"y": tf.nn.relu(tf.matmul(x, w) + b)}
+
+    mod = Two()
+    mod.w, mod.b = w, b
+    tf.saved_model.save(mod, str(tmp_path / "sm"), signatures={"one": mod.one.get_concrete_function(),
+                                                               "three": mod.three.get_concrete_function()})
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"), signature_keys=["one", "three"])
+    conv.optimizations = {tf.lite.Optimize.DEFAULT}               # int8 weights, per channel
+    content = conv.convert()
+    packed, stats = compact(content)
+    before, after = size_breakdown(content), size_breakdown(packed)
+    # 300 scales + 300 int64 zero points = 3,600 bytes, once instead of once per signature
+    assert before["quantization_bytes"] == 2 * 3600 and after["quantization_bytes"] == 3600
+    assert after["constant_bytes"] == before["constant_bytes"]
+    assert len(packed) < len(content) - 3600 and stats["bytes_after"] == len(packed)
+    assert all(r["shared"] for r in after["largest"] if r["bytes"] >= 64 * 300)
+    for options in ({}, {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}):
+        for key, n in (("one", 1), ("three", 3)):
+            x = rng.normal(size=(n, 64)).astype(np.float32)
+            got = [Interpreter(model_content=c, **options).get_signature_runner(key)(x=x)["y"]
+                   for c in (content, packed)]
+            np.testing.assert_array_equal(got[0], got[1])
