@@ -84,7 +84,9 @@ def markdown(report: dict) -> str:
     it = r["interpreter"]
     lines.append(f"Interpreter: {it['accuracy_and_parity']} for accuracy and parity; "
                  f"{it['threads']} thread; latency = median of {it['latency_runs']} invocations on this machine."
-                 + (" The default XNNPACK delegate is measured in the `XNNPACK` columns." if it.get("also_measured") else ""))
+                 + (" LiteRT's default configuration (XNNPACK delegate) is measured in the `XNNPACK` columns, "
+                    f"latency with {' and '.join(map(str, it.get('latency_threads', [1])))} threads "
+                    "(the headline: what an app gets)." if it.get("also_measured") else ""))
     k = r["keras"]
     lines.append(f"Keras reference (same sample): accuracy {k['accuracy']:.4f}, accuracy without OOV/EOS "
                  f"{k['accuracy_no_oov_eos']:.4f}, perplexity {k['perplexity']:.2f}.")
