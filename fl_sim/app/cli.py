@@ -73,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fl_sim.app import stopping
+
+    stopping.install()
+    try:
+        return _dispatch(argv)
+    except stopping.Interrupted as exc:  # SIGINT / SIGTERM: exit 130 / 143, resumable
+        return stopping.finish(exc)
+
+
+def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "verbose", False):
@@ -130,14 +140,13 @@ def cmd_run(args, parser) -> int:
         return _usage_error(str(exc))
     print(f"fl-sim: {'resuming' if args.resume else 'starting'} {cfg.experiment.name} "
           f"-> {run_dir}", flush=True)
+    from fl_sim.app import stopping
     from fl_sim.app.simulation import simulate
 
+    stopping.resume_hint = lambda: _resume_hint(run_dir)
     try:
         simulate(cfg, run_dir, resume=bool(args.resume), verbose=args.verbose,
                  progress=lambda s: print(s, flush=True))
-    except KeyboardInterrupt:
-        print(f"\nfl-sim: interrupted; continue with: fl-sim run --resume {run_dir}", file=sys.stderr)
-        return 130
     except Exception as exc:  # the run's own failure: say where its files are
         print(f"fl-sim: run failed: {exc}\nPartial results (resumable): {run_dir}", file=sys.stderr)
         return 1
@@ -147,6 +156,16 @@ def cmd_run(args, parser) -> int:
         print(f"fl-sim: run {reason}; results: {run_dir}", file=sys.stderr)
         return 1
     return 0
+
+
+def _resume_hint(run_dir: Path) -> str:
+    if (run_dir / "config.resolved.toml").exists():
+        return f"continue with: fl-sim run --resume {run_dir}"
+    try:  # stopped before the run wrote anything: leave no empty run directory behind
+        run_dir.rmdir()
+    except OSError:
+        pass
+    return "the run had not started; nothing to resume"
 
 
 def cmd_sweep(args) -> int:
@@ -180,11 +199,11 @@ def cmd_sweep(args) -> int:
     except _DataProblem as exc:
         return _usage_error(str(exc))
     print(f"fl-sim: sweep {sweep.name}: {len(sweep.points)} points -> {sweep_dir}", flush=True)
+    from fl_sim.app import stopping
+
+    stopping.resume_hint = f"continue with: fl-sim sweep --resume {sweep_dir}"
     try:
         run_sweep(sweep, sweep_dir, verbose=args.verbose, progress=lambda s: print(s, flush=True))
-    except KeyboardInterrupt:
-        print(f"\nfl-sim: interrupted; continue with: fl-sim sweep --resume {sweep_dir}", file=sys.stderr)
-        return 130
     except Exception as exc:
         print(f"fl-sim: sweep failed: {exc}\nContinue with: fl-sim sweep --resume {sweep_dir}",
               file=sys.stderr)

@@ -23,6 +23,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from fl_sim import checkpoint, results
+from fl_sim.app import stopping
 from fl_sim.config import ExperimentConfig, dumps_toml, load_experiment
 
 Progress = Callable[[str], None]
@@ -149,6 +150,7 @@ class FederatedRun:
         logging.getLogger("flwr").debug("nodes: %s", nodes)
         last_eval, stop_reason = None, None
         for rnd in range(start, self.cfg.experiment.rounds + 1):
+            stopping.check()
             stop_reason = self.strategy.before_round(rnd)
             if stop_reason:
                 self.progress(f"[{self.label}] stopping before round {rnd}: {stop_reason}")
@@ -217,7 +219,7 @@ class FederatedRun:
         if self.node_partitions:
             self.refresh_partitions(strategy)
         messages = strategy.configure_train(rnd, ArrayRecord(self.weights), ConfigRecord(), self.grid)
-        replies = self.grid.send_and_receive(messages, timeout=cfg.server.round_timeout)
+        replies = stopping.send_and_receive(self.grid, messages, timeout=cfg.server.round_timeout)
         new_arrays, agg = strategy.aggregate_train(rnd, replies)
         row = {"type": "round", "round": rnd, "model": cfg.model.kind, **dict(agg)}
         if new_arrays is not None:
@@ -254,6 +256,7 @@ class FederatedRun:
 
         rnd = row["round"]
         row["round_time_s"] = round(time.perf_counter() - self.round_started, 4)
+        stopping.check()  # an interrupted round is repeated on resume, never recorded
         self.log.append(row)
         checkpoint.save(self.run_dir, rnd, self.weights, self.strategy.state(),
                         {"model": self.cfg.model.kind, "strategy": self.strategy.extra_state()})
@@ -281,6 +284,7 @@ class FederatedRun:
                  "stopped_reason": stop_reason,
                  **self.strategy.final_report(),
                  "wall_time_s": round(time.perf_counter() - t0, 2)}
+        stopping.check()
         self.log.append(final)
         if final.get("privacy_statement"):
             results.atomic_write_text(self.run_dir / "privacy_statement.md",
@@ -399,6 +403,9 @@ def make_server_app(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, min_n
         # few dict lookups over this round's handful of messages, so poll every 10 ms.
         if hasattr(grid, "pull_interval"):
             grid.pull_interval = min(grid.pull_interval, SIM_PULL_INTERVAL_S)
-        run_experiment(grid, cfg, run_dir, resume=resume, min_nodes=min_nodes, progress=progress)
+        try:
+            run_experiment(grid, cfg, run_dir, resume=resume, min_nodes=min_nodes, progress=progress)
+        except stopping.RunStopped:
+            pass  # the main thread got SIGINT/SIGTERM and reports it (fl_sim.app.stopping)
 
     return server

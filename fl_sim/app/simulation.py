@@ -18,6 +18,10 @@ def pin_ray_to_loopback() -> None:
     set before Ray is first imported; worker processes inherit it.
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # Ray's C++ core otherwise installs absl's crash handler for SIGTERM in this process,
+    # over fl_sim's: SIGTERM then printed a stack dump and aborted (rc -6) instead of
+    # stopping the run cleanly with exit 143 (fl_sim.app.stopping).
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
 
 
 def quiet_libraries(verbose: bool = False) -> None:
@@ -56,6 +60,10 @@ def simulate(cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, verb
     """Train ``cfg`` into ``run_dir`` with ``simulation.num_workers`` Ray worker processes."""
     pin_ray_to_loopback()
     from flwr.simulation import run_simulation
+
+    from fl_sim.app import stopping
+
+    stopping.keep_through_ray()
 
     quiet_libraries(verbose)  # after importing flwr, which resets its logger's level
 
