@@ -128,6 +128,12 @@ def cmd_run(args, parser) -> int:
             if not cfg_path.is_file():
                 return _usage_error(f"{run_dir}: not a run directory (no config.resolved.toml)")
             cfg = load_experiment(cfg_path)
+            from fl_sim.app.resume import ResumeError, check_resumable
+
+            try:
+                check_resumable(run_dir, cfg)  # the ServerApp prints the notes as it resumes
+            except ResumeError as exc:
+                return _usage_error(str(exc))
         else:
             if not args.experiment:
                 return _usage_error("run needs an EXPERIMENT file or --resume RUN_DIR")

@@ -191,7 +191,12 @@ class FederatedRun:
 
     def _restore(self) -> int:
         """Load the latest checkpoint if any; return the first round to play."""
-        ckpt = checkpoint.load_latest(self.run_dir)
+        from fl_sim.app.resume import logged_rounds
+
+        ckpt, notes = checkpoint.resume_point(self.run_dir, logged_rounds(self.run_dir),
+                                              self.cfg.model.kind)
+        for note in notes:  # a damaged newer checkpoint: say which one is used instead
+            self.progress(f"[{self.label}] {note}")
         if ckpt is None:
             self.log.keep_rounds_upto(0)
             self._announce()

@@ -1,0 +1,46 @@
+"""Checks before ``--resume``: is every checkpoint and metrics file a resume needs intact?
+
+Run before Flower starts, so a damaged run directory is a usage error (exit 2) naming the
+file, within a second, rather than a failure of the resumed run after its start-up. The
+ServerApp makes the same choice of checkpoint (:func:`fl_sim.checkpoint.resume_point`)
+when it resumes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fl_sim import checkpoint
+from fl_sim.config import ExperimentConfig
+from fl_sim.results import MetricsLog
+
+
+class ResumeError(ValueError):
+    """The run directory cannot be resumed as it is; the message says what to do."""
+
+
+def logged_rounds(run_dir: Path) -> set[int]:
+    """The rounds metrics.jsonl has a row for (raises ValueError naming file:line)."""
+    return {int(r["round"]) for r in MetricsLog(Path(run_dir) / "metrics.jsonl").rows()
+            if r.get("type") == "round"}
+
+
+def check_resumable(run_dir: Path, cfg: ExperimentConfig) -> list[str]:
+    """Notes on damaged files a resume will skip; raises :class:`ResumeError`."""
+    from fl_sim.app.server_app import sub_runs
+
+    run_dir = Path(run_dir)
+    again = f"start the run again: fl-sim run {run_dir / 'config.resolved.toml'}"
+    notes = []
+    for name, sub_cfg in sub_runs(cfg):
+        sub_dir = run_dir / name if name else run_dir
+        try:
+            rounds = logged_rounds(sub_dir)
+            _, problems = checkpoint.resume_point(sub_dir, rounds, sub_cfg.model.kind)
+        except ValueError as exc:  # metrics.jsonl damaged mid-file
+            raise ResumeError(f"{exc}; the run's metrics are damaged, so it cannot be resumed "
+                              f"exactly; restore the file or {again}") from None
+        except checkpoint.CheckpointError as exc:
+            raise ResumeError(f"{exc}; {again}") from None
+        notes += problems
+    return notes
