@@ -110,6 +110,10 @@ class MetricsLog:
                 raise ValueError(f"{self.path}:{n}: not valid JSON") from None
         return out
 
+    def logged_rounds(self) -> set[int]:
+        """The rounds with a row (raises ValueError naming file:line if damaged mid-file)."""
+        return {int(r["round"]) for r in self.rows() if r.get("type") == "round"}
+
     def keep_rounds_upto(self, last_round: int) -> None:
         """On resume: drop rows after the checkpointed round (they will be recomputed)."""
         kept = [r for r in self.rows() if r.get("type") == "round" and r["round"] <= last_round]

@@ -19,12 +19,6 @@ class ResumeError(ValueError):
     """The run directory cannot be resumed as it is; the message says what to do."""
 
 
-def logged_rounds(run_dir: Path) -> set[int]:
-    """The rounds metrics.jsonl has a row for (raises ValueError naming file:line)."""
-    return {int(r["round"]) for r in MetricsLog(Path(run_dir) / "metrics.jsonl").rows()
-            if r.get("type") == "round"}
-
-
 def check_resumable(run_dir: Path, cfg: ExperimentConfig) -> list[str]:
     """Notes on damaged files a resume will skip; raises :class:`ResumeError`."""
     from fl_sim.app.server_app import sub_runs
@@ -35,7 +29,7 @@ def check_resumable(run_dir: Path, cfg: ExperimentConfig) -> list[str]:
     for name, sub_cfg in sub_runs(cfg):
         sub_dir = run_dir / name if name else run_dir
         try:
-            rounds = logged_rounds(sub_dir)
+            rounds = MetricsLog(sub_dir / "metrics.jsonl").logged_rounds()
             _, problems = checkpoint.resume_point(sub_dir, rounds, sub_cfg.model.kind)
         except ValueError as exc:  # metrics.jsonl damaged mid-file
             raise ResumeError(f"{exc}; the run's metrics are damaged, so it cannot be resumed "

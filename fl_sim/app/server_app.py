@@ -191,9 +191,7 @@ class FederatedRun:
 
     def _restore(self) -> int:
         """Load the latest checkpoint if any; return the first round to play."""
-        from fl_sim.app.resume import logged_rounds
-
-        ckpt, notes = checkpoint.resume_point(self.run_dir, logged_rounds(self.run_dir),
+        ckpt, notes = checkpoint.resume_point(self.run_dir, self.log.logged_rounds(),
                                               self.cfg.model.kind)
         for note in notes:  # a damaged newer checkpoint: say which one is used instead
             self.progress(f"[{self.label}] {note}")
