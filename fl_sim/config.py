@@ -50,7 +50,6 @@ class DataConfig:
     path: str = _f("", doc="file or folder for jsonl / folder / stackoverflow_sqlite")
     vocab_size: int = _f(10000, lo=10, doc="most frequent training-client words (specials excluded)")
     seq_len: int = _f(20, lo=2, hi=512, doc="tokens per training sequence")
-    test_fraction: float = _f(0.2, lo=0.0, hi=0.9, doc="per-client share of sequences held out")
     eval_clients: int = _f(32, lo=1, doc="held-out clients for centralized evaluation")
     min_client_sequences: int = _f(2, lo=1, doc="drop clients with fewer sequences")
     max_clients: int = _f(0, lo=0, doc="cap on training clients (0 = all)")

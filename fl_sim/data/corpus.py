@@ -5,7 +5,7 @@ Building (cache miss) runs in one pass over the source:
 1. choose eval and train clients from the per-client sizes (:mod:`fl_sim.data.splits`);
 2. per client, in the order train clients (sorted) then eval clients (sorted): split,
    map words to provisional ids (first-seen order) and append the fixed-length rows to a
-   raw scratch file, counting word frequencies per role (train / test / eval);
+   raw scratch file, counting word frequencies per role (train / eval);
 3. build the vocabulary from the train role's counts, then copy the scratch rows into
    ``sequences.npy`` through a provisional-id -> vocabulary-id lookup table.
 
@@ -15,8 +15,8 @@ which is what lets a 342k-user Stack Overflow file build at all.
 Cache layout, one folder per key under ``cfg.cache_dir``::
 
     <source>-<key>/sequences.npy   int32 [total, seq_len + 1], opened with mmap_mode="r"
-    <source>-<key>/index.npz       client_ids, start, n_train, n_test (train clients
-                                    first, then eval clients)
+    <source>-<key>/index.npz       client_ids, start, count (train clients first, then
+                                    eval clients)
     <source>-<key>/meta.json       vocab words, seq_len, stats; written last, so its
                                     presence marks a complete cache
 
@@ -43,15 +43,15 @@ import numpy as np
 from fl_sim.config import DataConfig
 from fl_sim.data.base import DataError, Source, rng_for
 from fl_sim.data.baselines import most_frequent_baseline
-from fl_sim.data.splits import select_clients, split_client
+from fl_sim.data.splits import kept_sequences, select_clients
 from fl_sim.data.tokenizer import build_sequences
 from fl_sim.data.vocab import (BOS_ID, EOS_ID, NUM_SPECIAL, OOV_ID, PAD_ID, SPECIAL_TOKENS,
                                Vocab, build_vocab)
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-ROLES = ("train", "test", "eval")
+FORMAT_VERSION = 2   # 2: no per-client test split (data.test_fraction is gone)
+ROLES = ("train", "eval")
 # DataConfig fields that never change the arrays; every other field is in the key, so a
 # field added later invalidates the cache by default instead of serving stale data.
 _KEY_EXCLUDED = {"cache_dir"}
@@ -166,12 +166,11 @@ class FederatedCorpus:
         self.seed: int = meta["seed"]
         with np.load(self.cache_path / "index.npz", allow_pickle=False) as idx:
             ids = idx["client_ids"].tolist()
-            start, n_train, n_test = (idx[k].tolist() for k in ("start", "n_train", "n_test"))
+            start, count = idx["start"].tolist(), idx["count"].tolist()
         n_tr = meta["num_train_clients"]
         self.train_client_ids: list[str] = ids[:n_tr]
         self.eval_client_ids: list[str] = ids[n_tr:]
-        self._index = {cid: (s, a, b, i >= n_tr)
-                       for i, (cid, s, a, b) in enumerate(zip(ids, start, n_train, n_test))}
+        self._index = {cid: (s, n, i >= n_tr) for i, (cid, s, n) in enumerate(zip(ids, start, count))}
         self._seqs = np.load(self.cache_path / "sequences.npy", mmap_mode="r")
         if self._seqs.shape != (meta["total_sequences"], self.seq_len + 1):
             raise ValueError(f"sequences.npy has shape {self._seqs.shape}, index says "
@@ -190,27 +189,22 @@ class FederatedCorpus:
                 f"eval_clients={len(self.eval_client_ids)}, vocab={self.vocab.size}, "
                 f"seq_len={self.seq_len})")
 
-    def _entry(self, cid: str, *, eval_client: bool) -> tuple[int, int, int, bool]:
+    def _entry(self, cid: str, *, eval_client: bool) -> tuple[int, int, bool]:
         entry = self._index.get(cid)
-        if entry is None or entry[3] != eval_client:
+        if entry is None or entry[2] != eval_client:
             kind = "an eval" if eval_client else "a training"
             raise KeyError(f"{cid!r} is not {kind} client of this corpus")
         return entry
 
     def client_train(self, cid: str) -> np.ndarray:
         """Training sequences of train client ``cid`` (``int32 [n, seq_len + 1]``)."""
-        s, a, _, _ = self._entry(cid, eval_client=False)
-        return np.array(self._seqs[s:s + a])
-
-    def client_test(self, cid: str) -> np.ndarray:
-        """The train client's own held-out sequences (may have 0 rows)."""
-        s, a, b, _ = self._entry(cid, eval_client=False)
-        return np.array(self._seqs[s + a:s + a + b])
+        s, n, _ = self._entry(cid, eval_client=False)
+        return np.array(self._seqs[s:s + n])
 
     def client_eval(self, cid: str) -> np.ndarray:
         """All sequences of eval client ``cid`` (for per-client evaluation)."""
-        s, a, _, _ = self._entry(cid, eval_client=True)
-        return np.array(self._seqs[s:s + a])
+        s, n, _ = self._entry(cid, eval_client=True)
+        return np.array(self._seqs[s:s + n])
 
     def num_train_sequences(self, cid: str) -> int:
         """Number of training sequences of train client ``cid`` (no data read)."""
@@ -328,7 +322,7 @@ def _build(source: Source, cfg: DataConfig, seed: int, path: Path) -> None:
     width = cfg.seq_len + 1
     word_ids = _WordIds()  # word -> provisional id (NUM_SPECIAL + first-seen rank)
     counts = _Counts()
-    starts, n_trains, n_tests = [], [], []
+    starts, counts_per_client = [], []
     total = 0
     seq_len = cfg.seq_len
     raw_path = _tmp(path / "rows.raw")
@@ -336,19 +330,13 @@ def _build(source: Source, cfg: DataConfig, seed: int, path: Path) -> None:
         with open(raw_path, "wb") as raw:
             for cid, is_eval in [(c, False) for c in train_ids] + [(c, True) for c in eval_ids]:
                 units = source.client_units(cid)
-                tr, te = split_client(cid, len(units), seed=seed, max_sequences=cfg.max_sequences_per_client,
-                                      test_fraction=0.0 if is_eval else cfg.test_fraction)
+                kept = kept_sequences(cid, len(units), seed=seed, max_sequences=cfg.max_sequences_per_client)
                 rows = build_sequences([[word_ids[w] for w in units[i][:seq_len]]
-                                        for i in (*tr.tolist(), *te.tolist())], seq_len)
+                                        for i in kept.tolist()], seq_len)
                 raw.write(rows.tobytes())
-                if is_eval:
-                    counts.add(2, rows)
-                else:
-                    counts.add(0, rows[:len(tr)])
-                    counts.add(1, rows[len(tr):])
+                counts.add(ROLES.index("eval" if is_eval else "train"), rows)
                 starts.append(total)
-                n_trains.append(len(rows) if is_eval else len(tr))
-                n_tests.append(0 if is_eval else len(te))
+                counts_per_client.append(len(rows))
                 total += len(rows)
         counts.flush()
         if counts.c.shape[1] < NUM_SPECIAL + len(word_ids):  # defensive: every id is in some row
@@ -380,13 +368,12 @@ def _build(source: Source, cfg: DataConfig, seed: int, path: Path) -> None:
 
     _write_atomic(path / "index.npz", lambda f: np.savez(
         f, client_ids=np.array(train_ids + eval_ids, dtype=str),
-        start=np.array(starts, dtype=np.int64), n_train=np.array(n_trains, dtype=np.int64),
-        n_test=np.array(n_tests, dtype=np.int64)))
+        start=np.array(starts, dtype=np.int64), count=np.array(counts_per_client, dtype=np.int64)))
 
     oov_mask = np.zeros(counts.c.shape[1], dtype=bool)
     oov_mask[NUM_SPECIAL:len(remap)] = remap[NUM_SPECIAL:] == OOV_ID
     n_tr = len(train_ids)
-    sizes = {"train": sum(n_trains[:n_tr]), "test": sum(n_tests[:n_tr]), "eval": sum(n_trains[n_tr:])}
+    sizes = {"train": sum(counts_per_client[:n_tr]), "eval": sum(counts_per_client[n_tr:])}
     stats = {role: {"sequences": int(sizes[role]), "words": int(counts.c[r, NUM_SPECIAL:].sum()),
                     "oov": int(counts.c[r, oov_mask].sum()), "eos": int(counts.c[r, EOS_ID])}
              for r, role in enumerate(ROLES)}

@@ -22,7 +22,6 @@ clients one contiguous range.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -32,7 +31,7 @@ import numpy as np
 from fl_sim.config import DataConfig
 from fl_sim.data.base import DataError, rng_for
 from fl_sim.data.baselines import most_frequent_baseline
-from fl_sim.data.splits import split_client
+from fl_sim.data.splits import kept_sequences
 from fl_sim.data.synthetic import GRAMMAR_VERSION, client_sentences
 from fl_sim.data.tokenizer import build_sequences
 from fl_sim.data.vocab import Vocab, build_vocab
@@ -151,12 +150,11 @@ class LazySyntheticCorpus:
         self._eval_block: np.ndarray | None = None
 
     # -- per-client data, generated on demand -------------------------------------------
-    def _split(self, cid: str, *, eval_client: bool) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+    def _split(self, cid: str) -> tuple[list[list[str]], np.ndarray]:
         units = client_sentences(self.seed, cid, self.sentences)
-        tr, te = split_client(cid, len(units), seed=self.seed,
-                              test_fraction=0.0 if eval_client else self.cfg.test_fraction,
+        kept = kept_sequences(cid, len(units), seed=self.seed,
                               max_sequences=self.cfg.max_sequences_per_client)
-        return units, tr, te
+        return units, kept
 
     def _rows(self, units: list[list[str]], idx: np.ndarray) -> np.ndarray:
         enc = self.vocab.encode
@@ -169,28 +167,19 @@ class LazySyntheticCorpus:
     def client_train(self, cid: str) -> np.ndarray:
         """Training sequences of train client ``cid`` (``int32 [n, seq_len + 1]``)."""
         self._check(cid, self.train_client_ids, "a training")
-        units, tr, _ = self._split(cid, eval_client=False)
-        return self._rows(units, tr)
-
-    def client_test(self, cid: str) -> np.ndarray:
-        """The train client's own held-out sequences (may have 0 rows)."""
-        self._check(cid, self.train_client_ids, "a training")
-        units, _, te = self._split(cid, eval_client=False)
-        return self._rows(units, te)
+        return self._rows(*self._split(cid))
 
     def client_eval(self, cid: str) -> np.ndarray:
         """All sequences of eval client ``cid``."""
         self._check(cid, self.eval_client_ids, "an eval")
-        units, tr, _ = self._split(cid, eval_client=True)
-        return self._rows(units, tr)
+        return self._rows(*self._split(cid))
 
     def num_train_sequences(self, cid: str) -> int:
         """Number of training sequences of ``cid``, from the split arithmetic (no data made)."""
         self._check(cid, self.train_client_ids, "a training")
-        kept = self.sentences
         if self.cfg.max_sequences_per_client:
-            kept = min(kept, self.cfg.max_sequences_per_client)
-        return kept - min(kept, math.floor(self.cfg.test_fraction * kept + 1e-9))
+            return min(self.sentences, self.cfg.max_sequences_per_client)
+        return self.sentences
 
     # -- server-side pieces: vocabulary and centralized evaluation ------------------------
     def _sample_vocab(self) -> Vocab:
@@ -200,8 +189,8 @@ class LazySyntheticCorpus:
         counts: Counter = Counter()
         for i in picked.tolist():
             cid = self.train_client_ids[i]
-            units, tr, _ = self._split(cid, eval_client=False)
-            for j in tr.tolist():
+            units, kept = self._split(cid)
+            for j in kept.tolist():
                 counts.update(units[j][:self.seq_len])
         return build_vocab(counts, self.cfg.vocab_size)
 

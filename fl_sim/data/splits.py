@@ -7,14 +7,13 @@
 * Train clients: the remaining usable clients; with ``max_clients > 0`` a subset of that
   size drawn by (seed, "max-clients"). Clients below ``min_client_sequences`` are dropped.
 * Per client: a permutation from (seed, "client-split", client id) picks the
-  ``max_sequences_per_client`` kept sequences (0 = all, like TFF's shuffle-then-take);
-  for train clients the first ``floor(test_fraction * kept)`` of them are the client's
-  test split. Each part is returned in source order.
+  ``max_sequences_per_client`` kept sequences (0 = all, like TFF's shuffle-then-take),
+  returned in source order. Evaluation is on the held-out clients, so a training client
+  keeps all of its kept sequences for training.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -59,18 +58,12 @@ def select_clients(sizes: Mapping[str, int], *, eval_clients: int, min_sequences
     return train, sorted(eval_set), len(sizes) - len(eligible)
 
 
-def split_client(client_id: str, n: int, *, seed: int, test_fraction: float,
-                 max_sequences: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a client's train and test sequences among its ``n`` units.
+def kept_sequences(client_id: str, n: int, *, seed: int, max_sequences: int) -> np.ndarray:
+    """Indices of the client's kept sequences among its ``n`` units, sorted (source order).
 
-    Returns
-    -------
-    train_idx, test_idx : numpy.ndarray of int64
-        Disjoint, each sorted (source order). ``test_fraction=0`` gives an empty test part.
+    All ``n`` when ``max_sequences`` is 0, else a seeded subset of that size.
     """
     keep = rng_for(seed, "client-split", client_id).permutation(n)
     if max_sequences:
         keep = keep[:max_sequences]
-    # The epsilon keeps e.g. 0.29 * 100 (= 28.999999999999996 in floats) at 29.
-    n_test = min(len(keep), math.floor(test_fraction * len(keep) + 1e-9))
-    return np.sort(keep[n_test:]), np.sort(keep[:n_test])
+    return np.sort(keep)

@@ -18,7 +18,7 @@ from fl_sim.config import DataConfig
 from fl_sim.data import (BOS_ID, EOS_ID, OOV_ID, PAD_ID, DataError, FederatedCorpus, Vocab,
                          build_sequences, load_corpus, stable_hash, tokenize)
 from fl_sim.data.shakespeare import parse_play
-from fl_sim.data.splits import select_clients, split_client
+from fl_sim.data.splits import kept_sequences, select_clients
 from fl_sim.data.tokenizer import split_sentences, text_units
 from fl_sim.data.vocab import build_vocab
 
@@ -123,18 +123,13 @@ def test_select_clients_disjoint_capped_and_at_most_half():
         select_clients({"a": 5, "b": 1}, eval_clients=1, min_sequences=2, max_clients=0, seed=0, where="t")
 
 
-def test_split_client_fraction_cap_and_determinism():
-    tr, te = split_client("alice", 100, seed=1, test_fraction=0.29, max_sequences=0)
-    assert len(te) == 29 and len(tr) == 71  # 0.29 * 100 is 28.999... in floats
-    assert sorted(np.concatenate([tr, te]).tolist()) == list(range(100))
-    assert np.all(np.diff(tr) > 0) and np.all(np.diff(te) > 0)
-    tr2, te2 = split_client("alice", 100, seed=1, test_fraction=0.29, max_sequences=0)
-    np.testing.assert_array_equal(tr, tr2)
-    np.testing.assert_array_equal(te, te2)
-    tr3, _ = split_client("bob", 100, seed=1, test_fraction=0.29, max_sequences=0)
-    assert not np.array_equal(tr, tr3)
-    tr4, te4 = split_client("alice", 100, seed=1, test_fraction=0.5, max_sequences=10)
-    assert len(tr4) == 5 and len(te4) == 5
+def test_kept_sequences_cap_and_determinism():
+    assert kept_sequences("alice", 100, seed=1, max_sequences=0).tolist() == list(range(100))
+    capped = kept_sequences("alice", 100, seed=1, max_sequences=10)
+    assert len(capped) == 10 and np.all(np.diff(capped) > 0) and capped.max() < 100
+    np.testing.assert_array_equal(capped, kept_sequences("alice", 100, seed=1, max_sequences=10))
+    assert not np.array_equal(capped, kept_sequences("bob", 100, seed=1, max_sequences=10))
+    assert not np.array_equal(capped, kept_sequences("alice", 100, seed=2, max_sequences=10))
 
 
 def test_stable_hash_is_not_salted():
@@ -224,10 +219,8 @@ def test_shakespeare_many_clients_and_disjoint_eval(shakespeare):
 def test_shakespeare_client_arrays(shakespeare):
     cfg, corpus = shakespeare
     cid = "hamlet:HAMLET" if "hamlet:HAMLET" in corpus.train_client_ids else corpus.train_client_ids[0]
-    train, test = corpus.client_train(cid), corpus.client_test(cid)
-    n = len(train) + len(test)
+    train = corpus.client_train(cid)
     assert train.dtype == np.int32 and train.shape[1] == cfg.seq_len + 1
-    assert len(test) == int(cfg.test_fraction * n)
     assert corpus.num_train_sequences(cid) == len(train)
     assert np.all(train[:, 0] == BOS_ID)
     assert train.max() < corpus.vocab.size and train.min() >= 0
@@ -274,7 +267,7 @@ def test_cache_hit_and_invalidation(tmp_path):
     assert second.describe()["cache_hit"] is True
     assert second.cache_path == first.cache_path
     # Every field that changes the arrays changes the key.
-    for change in ({"seq_len": 7}, {"vocab_size": 11}, {"test_fraction": 0.5}, {"eval_clients": 1},
+    for change in ({"seq_len": 7}, {"vocab_size": 11}, {"eval_clients": 1},
                    {"min_client_sequences": 3}, {"max_clients": 2}, {"max_sequences_per_client": 4},
                    {"synthetic_sentences": 11}):
         c = load_corpus(dataclasses.replace(cfg, **change), seed=0)
@@ -331,7 +324,7 @@ def test_jsonl_clients_and_sentence_units(tmp_path):
         {"client_id": "a", "text": "five six?"},
         {"client_id": "b", "text": "b b b. b."},
     ])
-    cfg = _cfg(tmp_path, source="jsonl", path=str(path), eval_clients=1, test_fraction=0.0,
+    cfg = _cfg(tmp_path, source="jsonl", path=str(path), eval_clients=1,
                min_client_sequences=1)
     corpus = load_corpus(cfg, seed=0)
     ids = set(corpus.train_client_ids) | set(corpus.eval_client_ids)
@@ -384,7 +377,7 @@ def test_folder_source(tmp_path):
     (root / ".hidden.txt").write_text("secret\nsecret\n")
     (root / "README.md").write_text("not a client\nreally\n")
     (root / "sub").mkdir()
-    cfg = _cfg(tmp_path, source="folder", path=str(root), eval_clients=1, test_fraction=0.0)
+    cfg = _cfg(tmp_path, source="folder", path=str(root), eval_clients=1)
     corpus = load_corpus(cfg, seed=0)
     assert set(corpus.train_client_ids) | set(corpus.eval_client_ids) == {"alice", "bob", "carol"}
     assert len(corpus.eval_client_ids) == 1
@@ -449,7 +442,7 @@ def test_stackoverflow_sqlite_round_trip(tmp_path):
         ("heldout", "00010"): ["held out user ."],
     })
     cfg = _cfg(tmp_path, source="stackoverflow_sqlite", path=str(db), eval_clients=1,
-               test_fraction=0.0, min_client_sequences=1, seq_len=6)
+               min_client_sequences=1, seq_len=6)
     corpus = load_corpus(cfg, seed=0)
     assert set(corpus.train_client_ids) | set(corpus.eval_client_ids) == {"00001", "00002", "00003"}
     texts = {}
@@ -498,7 +491,7 @@ def test_synthetic_small_and_learnable(tmp_path):
     # The build time is recorded (speed itself is for benchmarks/, not a wall-clock assert
     # that a loaded CI machine can fail).
     assert d["build_seconds"] >= 0.0
-    assert d["train_sequences"] + d["test_sequences"] + d["eval_sequences"] == 64 * 20
+    assert d["train_sequences"] + d["eval_sequences"] == 64 * 20
     # Structure a model can learn: after "he" always a verb ending in "s".
     seqs = np.concatenate([corpus.client_train(c) for c in corpus.train_client_ids])
     he = corpus.vocab.id("he")
@@ -513,11 +506,11 @@ def test_synthetic_small_and_learnable(tmp_path):
 
 def test_max_clients_and_max_sequences_caps(tmp_path):
     cfg = _cfg(tmp_path, source="synthetic", synthetic_clients=20, synthetic_sentences=10,
-               eval_clients=4, max_clients=5, max_sequences_per_client=6, test_fraction=0.5)
+               eval_clients=4, max_clients=5, max_sequences_per_client=6)
     corpus = load_corpus(cfg, seed=0)
     assert len(corpus.train_client_ids) == 5 and len(corpus.eval_client_ids) == 4
     for cid in corpus.train_client_ids:
-        assert len(corpus.client_train(cid)) == 3 and len(corpus.client_test(cid)) == 3
+        assert len(corpus.client_train(cid)) == 6
     assert len(corpus.eval_sequences()) == 4 * 6
 
 
@@ -533,7 +526,7 @@ def test_most_frequent_baseline_known_answer(tmp_path):
         {"client_id": "a", "text": "the cat sat . the dog sat ."},
         {"client_id": "b", "text": "the cow ran . the pig ran ."},
     ])
-    cfg = _cfg(tmp_path, source="jsonl", path=str(path), eval_clients=1, test_fraction=0.0, vocab_size=10)
+    cfg = _cfg(tmp_path, source="jsonl", path=str(path), eval_clients=1, vocab_size=10)
 
     # Execute
     corpus = load_corpus(cfg, seed=0)
@@ -553,7 +546,7 @@ def test_most_frequent_baseline_uses_train_counts_only(tmp_path):
         {"client_id": "train", "text": "x x x y ."},
         {"client_id": "zzz", "text": "zebra zebra zebra x ."},
     ])
-    cfg = _cfg(tmp_path, source="jsonl", path=str(path), eval_clients=1, test_fraction=0.0,
+    cfg = _cfg(tmp_path, source="jsonl", path=str(path), eval_clients=1,
                min_client_sequences=1)
     for seed in range(20):
         corpus = load_corpus(cfg, seed=seed)
@@ -570,19 +563,18 @@ def test_most_frequent_baseline_uses_train_counts_only(tmp_path):
     assert isinstance(corpus, FederatedCorpus)
 
 
-def test_vocab_counts_only_the_train_split_of_train_clients(tmp_path):
-    # Prepare: every word belongs to one sequence of one client.
+def test_vocab_counts_only_the_train_clients(tmp_path):
+    # Prepare: every word but "." belongs to one sequence of one client.
     rows = [{"client_id": c, "text": f"{c}1 . {c}2 ."} for c in ("p", "q", "r")]
     path = _write_jsonl(tmp_path / "v.jsonl", rows)
-    cfg = _cfg(tmp_path, source="jsonl", path=str(path), eval_clients=1, test_fraction=0.5)
+    cfg = _cfg(tmp_path, source="jsonl", path=str(path), eval_clients=1)
 
     # Execute
     corpus = load_corpus(cfg, seed=0)
 
-    # Assert: "." plus the one train word of each of the two train clients.
-    assert corpus.vocab.size == 4 + 3
+    # Assert: "." plus both words of each of the two train clients; the eval client's are OOV.
+    assert corpus.vocab.size == 4 + 1 + 2 * 2
     for cid in corpus.train_client_ids:
-        train, test = corpus.client_train(cid), corpus.client_test(cid)
-        assert len(train) == len(test) == 1
-        assert train[0, 1] != OOV_ID and test[0, 1] == OOV_ID
+        train = corpus.client_train(cid)
+        assert len(train) == 2 and np.all(train[:, 1] != OOV_ID)
     assert np.all(corpus.eval_sequences()[:, 1] == OOV_ID)

@@ -56,15 +56,15 @@ def test_sampling_a_range_equals_sampling_the_materialized_list():
 
 
 def test_registered_as_a_data_source_and_consistent(tmp_path):
-    cfg = _cfg(tmp_path, synthetic_clients=40, test_fraction=0.2, max_sequences_per_client=8)
+    cfg = _cfg(tmp_path, synthetic_clients=40, max_sequences_per_client=8)
     corpus = load_corpus(cfg, seed=0)
     assert isinstance(corpus, LazySyntheticCorpus)
     assert not (tmp_path / "cache").exists()  # nothing written to disk
     assert len(corpus.train_client_ids) == 36 and corpus.eval_client_ids == ["c036", "c037", "c038", "c039"]
     assert not set(corpus.train_client_ids) & set(corpus.eval_client_ids)
     cid = corpus.train_client_ids[5]
-    train, test = corpus.client_train(cid), corpus.client_test(cid)
-    assert train.shape == (7, 9) and test.shape == (1, 9) and train.dtype == np.int32
+    train = corpus.client_train(cid)
+    assert train.shape == (8, 9) and train.dtype == np.int32
     assert corpus.num_train_sequences(cid) == len(train)
     assert corpus.eval_sequences().shape == (4 * 8, 9)
     assert corpus.eval_sequences(5).shape == (5, 9)
