@@ -13,7 +13,7 @@ clients' data are made only when asked for, :mod:`fl_sim.data.population`). See
 sequences are split.
 """
 
-from fl_sim.data.base import DataError, stable_hash
+from fl_sim.data.base import DataError
 from fl_sim.data.corpus import FederatedCorpus, load_corpus
 from fl_sim.data.tokenizer import build_sequences, tokenize
 from fl_sim.data.vocab import BOS_ID, EOS_ID, OOV_ID, PAD_ID, SPECIAL_TOKENS, Vocab
@@ -21,5 +21,5 @@ from fl_sim.data.vocab import BOS_ID, EOS_ID, OOV_ID, PAD_ID, SPECIAL_TOKENS, Vo
 __all__ = [
     "BOS_ID", "EOS_ID", "OOV_ID", "PAD_ID", "SPECIAL_TOKENS",
     "DataError", "FederatedCorpus", "Vocab",
-    "build_sequences", "load_corpus", "stable_hash", "tokenize",
+    "build_sequences", "load_corpus", "tokenize",
 ]

@@ -1,4 +1,4 @@
-"""Shared pieces of the data layer: the error type, seeded generators, the source protocol.
+"""Shared pieces of the data layer: the error type, file fingerprints, the source protocol.
 
 A *source* turns some input (Shakespeare plays, a JSONL file, a folder, TFF's Stack
 Overflow SQLite file, a synthetic grammar) into clients, each a list of sentence units,
@@ -14,8 +14,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-
 
 class DataError(ValueError):
     """An input file is malformed or unusable. The CLI maps it to exit code 2.
@@ -23,28 +21,6 @@ class DataError(ValueError):
     The message names the file, the line (1-based, or the SQLite rowid) and what was
     expected, so a user can fix the file without reading code.
     """
-
-
-def stable_hash(text: str) -> int:
-    """64-bit hash of ``text`` that is the same in every process.
-
-    Python's ``hash()`` is salted per process, so it must never feed a seed.
-    """
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
-
-
-def rng_for(seed: int, *purpose: str) -> np.random.Generator:
-    """A generator derived from ``seed`` and a purpose path, never from global state.
-
-    Parameters
-    ----------
-    seed : int
-        The experiment seed.
-    *purpose : str
-        Names that make this stream independent of all others, e.g.
-        ``("client-split", client_id)``.
-    """
-    return np.random.default_rng(np.random.SeedSequence([seed, *(stable_hash(p) for p in purpose)]))
 
 
 def file_fingerprint(path: Path) -> dict:

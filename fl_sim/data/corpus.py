@@ -41,12 +41,13 @@ from typing import Any
 import numpy as np
 
 from fl_sim.config import DataConfig
-from fl_sim.data.base import DataError, Source, rng_for
+from fl_sim.data.base import DataError, Source
 from fl_sim.data.baselines import most_frequent_baseline
 from fl_sim.data.splits import kept_sequences, select_clients
 from fl_sim.data.tokenizer import build_sequences
 from fl_sim.data.vocab import (BOS_ID, EOS_ID, NUM_SPECIAL, OOV_ID, PAD_ID, SPECIAL_TOKENS,
                                Vocab, build_vocab)
+from fl_sim.seeding import rng
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ class FederatedCorpus:
         block = self._seqs[self._eval_start:]
         n = block.shape[0]
         if max_sequences and max_sequences < n:
-            pick = np.sort(rng_for(self.seed, "eval-subsample").choice(n, size=max_sequences, replace=False))
+            pick = np.sort(rng(self.seed, "eval-subsample").choice(n, size=max_sequences, replace=False))
             return np.asarray(block[pick])
         return np.array(block)
 

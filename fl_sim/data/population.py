@@ -29,12 +29,13 @@ from typing import Any
 import numpy as np
 
 from fl_sim.config import DataConfig
-from fl_sim.data.base import DataError, rng_for
+from fl_sim.data.base import DataError
 from fl_sim.data.baselines import most_frequent_baseline
 from fl_sim.data.splits import kept_sequences
 from fl_sim.data.synthetic import GRAMMAR_VERSION, client_sentences
 from fl_sim.data.tokenizer import build_sequences
 from fl_sim.data.vocab import Vocab, build_vocab
+from fl_sim.seeding import rng
 
 # Enough sentences to see every word of the grammar (about 40) many times over, while
 # staying a constant cost whatever the population size.
@@ -185,7 +186,7 @@ class LazySyntheticCorpus:
     def _sample_vocab(self) -> Vocab:
         n = len(self.train_client_ids)
         k = min(VOCAB_SAMPLE_CLIENTS, n)
-        picked = np.sort(rng_for(self.seed, "vocab-sample").choice(n, size=k, replace=False))
+        picked = np.sort(rng(self.seed, "vocab-sample").choice(n, size=k, replace=False))
         counts: Counter = Counter()
         for i in picked.tolist():
             cid = self.train_client_ids[i]
@@ -203,7 +204,7 @@ class LazySyntheticCorpus:
         block = self._eval_block
         n = block.shape[0]
         if max_sequences and max_sequences < n:
-            pick = np.sort(rng_for(self.seed, "eval-subsample").choice(n, size=max_sequences, replace=False))
+            pick = np.sort(rng(self.seed, "eval-subsample").choice(n, size=max_sequences, replace=False))
             return block[pick]
         return block.copy()
 

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fl_sim.data.base import DataError, rng_for
+from fl_sim.data.base import DataError
+from fl_sim.seeding import rng
 
 
 def select_clients(sizes: Mapping[str, int], *, eval_clients: int, min_sequences: int,
@@ -49,11 +50,11 @@ def select_clients(sizes: Mapping[str, int], *, eval_clients: int, min_sequences
                         "sequences (data.min_client_sequences); expected at least 2, one to train "
                         "and one to evaluate")
     n_eval = min(eval_clients, len(eligible) // 2)
-    picked = rng_for(seed, "eval-split").choice(len(eligible), size=n_eval, replace=False)
+    picked = rng(seed, "eval-split").choice(len(eligible), size=n_eval, replace=False)
     eval_set = {eligible[i] for i in picked}
     train = [cid for cid in eligible if cid not in eval_set]
     if max_clients and len(train) > max_clients:
-        picked = rng_for(seed, "max-clients").choice(len(train), size=max_clients, replace=False)
+        picked = rng(seed, "max-clients").choice(len(train), size=max_clients, replace=False)
         train = [train[i] for i in np.sort(picked)]
     return train, sorted(eval_set), len(sizes) - len(eligible)
 
@@ -63,7 +64,7 @@ def kept_sequences(client_id: str, n: int, *, seed: int, max_sequences: int) -> 
 
     All ``n`` when ``max_sequences`` is 0, else a seeded subset of that size.
     """
-    keep = rng_for(seed, "client-split", client_id).permutation(n)
+    keep = rng(seed, "client-split", client_id).permutation(n)
     if max_sequences:
         keep = keep[:max_sequences]
     return np.sort(keep)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fl_sim.data.base import InMemorySource, rng_for
+from fl_sim.data.base import InMemorySource
+from fl_sim.seeding import rng as seeded_rng
 
 GRAMMAR_VERSION = 1
 _SUBJ_SG = ("he", "she", "it")
@@ -43,7 +44,7 @@ def _noun_phrase(rng: np.random.Generator, noun_p: np.ndarray) -> list[str]:
 
 def client_sentences(seed: int, client_id: str, n: int) -> list[list[str]]:
     """``n`` sentences (token lists) of one synthetic client."""
-    rng = rng_for(seed, "synthetic", client_id)
+    rng = seeded_rng(seed, "synthetic", client_id)
     subjects = _SUBJ_SG + _SUBJ_PL
     subj_p = rng.dirichlet(np.full(len(subjects), 0.5))
     verb_p = rng.dirichlet(np.full(len(_VERBS), 0.5))

@@ -374,9 +374,9 @@ def _assign(model, weights) -> None:
 
 def calibration_sequences(corpus, seed: int, n: int) -> tuple[np.ndarray, list[str]]:
     """Up to ``n`` training-client sequences (see the module docstring); and their clients."""
-    from fl_sim.data.base import rng_for
+    from fl_sim.seeding import rng as seeded_rng
 
-    rng = rng_for(seed, "export-calibration")
+    rng = seeded_rng(seed, "export-calibration")
     ids = list(corpus.train_client_ids)
     order = rng.permutation(len(ids))
     rows, clients = [], []

@@ -34,19 +34,14 @@ so a ``tf.function`` graph has no While/TensorList ops and converts to TFLite bu
 from __future__ import annotations
 
 import functools
-import hashlib
 
 import keras
 import tensorflow as tf
 
 from fl_sim.models.export_mode import check_export_mode, relu_for, tiny_for
 from fl_sim.models.scale_invariant import si_sigmoid, si_tanh
-
-
-def derive_seed(seed: int, *names: str) -> int:
-    """A 31-bit seed derived from ``seed`` and a path of names (stable across runs)."""
-    text = "/".join([str(int(seed)), *names]).encode()
-    return int.from_bytes(hashlib.sha256(text).digest()[:4], "little") & 0x7FFFFFFF
+# Initializer seeds come from the one derivation in fl_sim/seeding.py (31-bit ints for Keras).
+from fl_sim.seeding import int_seed as derive_seed
 
 
 @keras.saving.register_keras_serializable(package="fl_sim")

@@ -7,8 +7,6 @@ import json
 import os
 import pickle
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +14,12 @@ import pytest
 
 from fl_sim.config import DataConfig
 from fl_sim.data import (BOS_ID, EOS_ID, OOV_ID, PAD_ID, DataError, FederatedCorpus, Vocab,
-                         build_sequences, load_corpus, stable_hash, tokenize)
+                         build_sequences, load_corpus, tokenize)
 from fl_sim.data.shakespeare import parse_play
 from fl_sim.data.splits import kept_sequences, select_clients
 from fl_sim.data.tokenizer import split_sentences, text_units
 from fl_sim.data.vocab import build_vocab
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cfg(tmp_path: Path, **kw) -> DataConfig:
@@ -130,20 +127,6 @@ def test_kept_sequences_cap_and_determinism():
     np.testing.assert_array_equal(capped, kept_sequences("alice", 100, seed=1, max_sequences=10))
     assert not np.array_equal(capped, kept_sequences("bob", 100, seed=1, max_sequences=10))
     assert not np.array_equal(capped, kept_sequences("alice", 100, seed=2, max_sequences=10))
-
-
-def test_stable_hash_is_not_salted():
-    # Prepare: two interpreters with different hash salts
-    code = "from fl_sim.data.base import stable_hash; print(stable_hash('hamlet:HAMLET'))"
-    outs = []
-    for salt in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": salt}
-        outs.append(subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                                   capture_output=True, text=True, cwd=ROOT).stdout.strip())
-
-    # Assert
-    assert outs[0] == outs[1] == str(stable_hash("hamlet:HAMLET"))
-    assert stable_hash("eval-split") != stable_hash("eval-splits")
 
 
 # --------------------------------------------------------------------------- shakespeare
