@@ -8,6 +8,7 @@ names the file, the key, the value and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,8 +23,10 @@ class ConfigError(ValueError):
 
 def _f(default: Any, *, lo: float | None = None, hi: float | None = None,
        lo_open: bool = False, choices: tuple | None = None, doc: str = "",
-       factory: Any = None) -> Any:
-    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "doc": doc}
+       factory: Any = None, dir_name: bool = False) -> Any:
+    # dir_name: the value becomes one directory name under the output root (check_dir_name).
+    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "doc": doc,
+            "dir_name": dir_name}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -36,11 +39,11 @@ DATA_SOURCES = ("shakespeare", "jsonl", "folder", "stackoverflow_sqlite", "synth
 
 @dataclass(frozen=True)
 class ExperimentSection:
-    name: str = _f("experiment", doc="results go to <output_dir>/<name>/<run_id>/")
+    name: str = _f("experiment", dir_name=True, doc="results go to <output_dir>/<name>/<run_id>/")
     seed: int = _f(0, lo=0, doc="fixes client sampling, data split and order, init and noise")
     rounds: int = _f(10, lo=1, doc="federated rounds")
     output_dir: str = _f("results", doc="root folder for run directories")
-    compare: tuple[str, ...] = _f(None, factory=tuple, choices=MODEL_KINDS,
+    compare: tuple[str, ...] = _f(None, factory=tuple, choices=MODEL_KINDS, dir_name=True,
                                   doc="train these model kinds side by side (one sub-run each)")
 
 
@@ -159,6 +162,10 @@ class ExperimentConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     source: str = field(default="<defaults>", compare=False)
+    #: Printed when the run starts and kept in its manifest.json (a setting the run caps).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+    #: The "section.key"s the user set (file and --set), for checks that need the data.
+    user_keys: frozenset[str] = field(default=frozenset(), compare=False)
 
     def replace(self, **sections: Any) -> "ExperimentConfig":
         return dataclasses.replace(self, **sections)
@@ -174,6 +181,27 @@ def _type_name(tp: Any) -> str:
     if get_origin(tp) is tuple:
         return f"list of {get_args(tp)[0].__name__}"
     return {int: "integer", float: "number", str: "string", bool: "true/false"}.get(tp, str(tp))
+
+
+def check_dir_name(where: str, key: str, value: str) -> str:
+    """``value`` as one directory name under the output root, or a ConfigError.
+
+    Experiment names, compared model kinds and sweep names become path components of a
+    run directory: "../x" would write outside the output root and an absolute name would
+    replace it (pathlib's rule), so neither a separator nor "."/".." is allowed.
+    """
+    if not value:
+        why = "it is empty"
+    elif value in (".", ".."):
+        why = f"{value!r} is not a name"
+    elif "/" in value or "\\" in value:
+        why = "it contains a path separator"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in value):
+        why = "it contains a control character"
+    else:
+        return value
+    raise ConfigError(f"{where}: {key} = {value!r}: expected a plain name (it becomes a directory "
+                      f"name under the output root), but {why}")
 
 
 def _coerce(where: str, key: str, value: Any, tp: Any, meta: dict) -> Any:
@@ -202,9 +230,13 @@ def _coerce(where: str, key: str, value: Any, tp: Any, meta: dict) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number" + _range_text(meta))
         value = float(value)
+        if not math.isfinite(value):  # NaN passes every range check (comparisons are False)
+            raise bad("a finite number" + _range_text(meta))
     elif tp is str:
         if not isinstance(value, str):
             raise bad("a string" + (_choice_text(meta) if meta.get("choices") else ""))
+        if meta.get("dir_name"):
+            check_dir_name(where, key, value)
     if meta.get("choices") and value not in meta["choices"]:
         raise bad("one of " + _choice_text(meta))
     lo, hi = meta.get("lo"), meta.get("hi")
@@ -229,31 +261,69 @@ def _range_text(meta: dict) -> str:
     return f" {left} and <= {hi}" if lo is not None else f" <= {hi}"
 
 
-def _build_section(where: str, name: str, cls: type, raw: Any) -> Any:
+def _build_section(where: str, name: str, cls: type, raw: Any, origins: dict[str, str]) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: [{name}] must be a table, got {raw!r}")
     hints = get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
     values = {}
     for key, value in raw.items():
+        at = origins.get(f"{name}.{key}", where)
         if key not in known:
             raise ConfigError(
-                f"{where}: unknown key {name}.{key}; expected one of: {', '.join(sorted(known))}")
-        values[key] = _coerce(where, f"{name}.{key}", value, hints[key], dict(known[key].metadata))
+                f"{at}: unknown key {name}.{key}; expected one of: {', '.join(sorted(known))}")
+        values[key] = _coerce(at, f"{name}.{key}", value, hints[key], dict(known[key].metadata))
     return cls(**values)
 
 
-def from_dict(raw: dict, where: str = "<dict>") -> ExperimentConfig:
-    """Validate a nested dict (as parsed from TOML) into an ExperimentConfig."""
+def from_dict(raw: dict, where: str = "<dict>", *, explicit: set[str] | None = None,
+              generated: set[str] = frozenset(), origins: dict[str, str] | None = None) -> ExperimentConfig:
+    """Validate a nested dict (as parsed from TOML) into an ExperimentConfig.
+
+    ``explicit``: the "section.key"s the user set (file and --set); with it, settings that
+    contradict each other are errors (:func:`_check_conflicts`). ``generated``: keys a
+    tool set for the user (a sweep point's privacy settings), never in conflict.
+    ``origins``: where a key's value came from, for its error message (an override).
+    """
     for key in raw:
         if key not in SECTIONS:
             raise ConfigError(
                 f"{where}: unknown section [{key}]; expected one of: {', '.join(SECTIONS)}")
     hints = get_type_hints(ExperimentConfig)
-    sections = {s: _build_section(where, s, hints[s], raw.get(s, {})) for s in SECTIONS}
-    cfg = ExperimentConfig(**sections, source=where)
+    sections = {s: _build_section(where, s, hints[s], raw.get(s, {}), origins or {}) for s in SECTIONS}
+    cfg = ExperimentConfig(**sections, source=where, user_keys=frozenset((explicit or set()) - generated))
     _check_cross_fields(cfg, where)
+    if explicit is not None:
+        _check_conflicts(cfg, where, explicit - generated, generated)
     return cfg
+
+
+#: Section switches whose section's other keys do nothing while the switch is off.
+SWITCHES = {"privacy": "privacy.enabled", "pruning": "pruning.enabled"}
+
+
+def _check_conflicts(cfg: ExperimentConfig, where: str, explicit: set[str], generated: set[str]) -> None:
+    """Errors for settings the user gave that cannot all hold; defaults never conflict.
+
+    README ("Errors and warnings") lists these cases.
+    """
+    p = cfg.privacy
+    if {"privacy.noise_multiplier", "privacy.target_epsilon"} <= explicit and p.target_epsilon > 0:
+        raise ConfigError(
+            f"{where}: privacy.noise_multiplier = {p.noise_multiplier} and privacy.target_epsilon = "
+            f"{p.target_epsilon}: expected one of them (a target epsilon calibrates the noise "
+            "multiplier, replacing the given one)")
+    for section, switch in SWITCHES.items():
+        if getattr(cfg, section).enabled or switch in explicit or switch in generated:
+            continue  # on, or turned off on purpose (e.g. --set privacy.enabled=false)
+        keys = sorted(k for k in explicit if k.startswith(section + ".") and k != switch)
+        if keys:
+            k = keys[0]
+            value = getattr(getattr(cfg, section), k.split(".", 1)[1])
+            raise ConfigError(
+                f"{where}: {k} = {value!r} is set but {switch} is false (the default), so it "
+                f"would have no effect; add {switch} = true, or remove "
+                + ", ".join(keys))
 
 
 def _check_cross_fields(cfg: ExperimentConfig, where: str) -> None:
@@ -274,6 +344,24 @@ def _check_cross_fields(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(
             f"{where}: model.num_heads = {m.num_heads}: expected a divisor of "
             f"model.hidden_dim ({m.hidden_dim})")
+
+
+def check_population(cfg: ExperimentConfig, population: int) -> ExperimentConfig:
+    """Checks that need the number of training clients; ``cfg`` with any warnings added.
+
+    A cohort larger than the population is capped (every client trains every round), which
+    is what a user asking for "all of them" wants, so it is a warning. Fewer clients than
+    server.min_clients can never complete a round: an error.
+    """
+    s = cfg.server
+    if s.min_clients > population:
+        raise ConfigError(f"{cfg.source}: server.min_clients = {s.min_clients}: expected <= the "
+                          f"{population} training clients of the data, or no round could count")
+    if "server.clients_per_round" in cfg.user_keys and s.clients_per_round > population:
+        note = (f"server.clients_per_round = {s.clients_per_round} is more than the {population} "
+                f"training clients: every round trains all {population}")
+        return cfg.replace(warnings=(*cfg.warnings, note))
+    return cfg
 
 
 def to_dict(cfg: ExperimentConfig) -> dict:
@@ -300,20 +388,38 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 def read_toml(path: str | Path, what: str) -> dict:
     """The parsed TOML file, or a ConfigError naming the file (``what``: "experiment", ...)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: a directory; expected an {what} TOML file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such {what} file")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the {what} file ({exc})") from None
 
 
-def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Read, override and validate an experiment file."""
+#: The file name of the config a run writes with every key spelled out (fl_sim.results).
+RESOLVED_NAME = "config.resolved.toml"
+
+
+def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
+                    generated: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read, override and validate an experiment file.
+
+    ``generated``: overrides a tool makes for the user (a sweep point's), applied last and
+    never counted as set by the user. Every key of a run's config.resolved.toml was written
+    by fl_sim, so there only --set keys count as the user's (resuming or rerunning a run
+    never finds a conflict the original did not have).
+    """
     path = Path(path)
     where = str(path)
     raw = read_toml(path, "experiment")
-    for text in overrides:
+    explicit = set() if path.name == RESOLVED_NAME else {
+        f"{s}.{k}" for s, sec in raw.items() if isinstance(sec, dict) for k in sec}
+    origins, made = {}, set()
+    for text, by_tool in [*((t, False) for t in overrides), *((t, True) for t in generated)]:
         section, key, value = parse_override(text)
         if section not in SECTIONS:
             raise ConfigError(f"--set {text!r}: unknown section {section!r}; "
@@ -322,8 +428,9 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
         if not isinstance(raw[section], dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         raw[section][key] = value
-    src = where + (" (with --set overrides)" if overrides else "")
-    return from_dict(raw, where=src)
+        origins[f"{section}.{key}"] = f"{where} (--set {text})"
+        (made if by_tool else explicit).add(f"{section}.{key}")
+    return from_dict(raw, where=where, explicit=explicit, generated=made, origins=origins)
 
 
 def dumps_toml(cfg: ExperimentConfig) -> str:

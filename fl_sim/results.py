@@ -69,6 +69,7 @@ def write_run_files(run_dir: Path, cfg: ExperimentConfig, extra: dict | None = N
         "platform": platform.platform(),
         "command": sys.argv,
         "started_at": datetime.now(timezone.utc).isoformat(),
+        "warnings": list(cfg.warnings),
         **(extra or {}),
     }
     atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")

@@ -138,7 +138,7 @@ def cmd_run(args, parser) -> int:
             if not args.experiment:
                 return _usage_error("run needs an EXPERIMENT file or --resume RUN_DIR")
             cfg = load_experiment(args.experiment, overrides)
-            _check_data_early(cfg)
+            cfg = _check_data_early(cfg)
             run_dir = results.new_run_dir(cfg, args.out)
     except ConfigError as exc:
         return _usage_error(str(exc))
@@ -221,14 +221,21 @@ class _DataProblem(Exception):
     pass
 
 
-def _check_data_early(cfg) -> None:
-    """Load the corpus once before starting Flower so bad data fails fast with exit code 2."""
+def _check_data_early(cfg):
+    """Load the corpus once before starting Flower so bad data fails fast with exit code 2.
+
+    Returns ``cfg`` with the warnings the data leads to (printed here, kept in the manifest).
+    """
+    from fl_sim.config import check_population
     from fl_sim.data import DataError, load_corpus
 
     try:
         corpus = load_corpus(cfg.data, cfg.experiment.seed)
     except DataError as exc:
         raise _DataProblem(str(exc)) from None
+    cfg = check_population(cfg, len(corpus.train_client_ids))
+    for note in cfg.warnings:
+        print(f"fl-sim: warning: {note}", file=sys.stderr, flush=True)
     if cfg.privacy.enabled:
         # DP settings that cannot work (cohort > population, adaptive clipping with too
         # little count noise, an accountant that cannot handle the sampling) fail here.
@@ -245,6 +252,7 @@ def _check_data_early(cfg) -> None:
             check_schedule(cfg)
         except ValueError as exc:
             raise _DataProblem(f"{cfg.source}: [pruning]: {exc}") from None
+    return cfg
 
 
 if __name__ == "__main__":

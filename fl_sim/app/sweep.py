@@ -29,7 +29,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from fl_sim.config import MODEL_KINDS, ConfigError, ExperimentConfig, load_experiment, read_toml
+from fl_sim.config import (MODEL_KINDS, ConfigError, ExperimentConfig, check_dir_name,
+                           load_experiment, read_toml)
 from fl_sim.results import atomic_write_text
 
 SWEEP_KEYS = {"name", "experiment", "models", "noise_multipliers", "target_epsilons",
@@ -71,7 +72,9 @@ class Sweep:
     source: str
 
     def point_config(self, point: Point) -> ExperimentConfig:
-        return load_experiment(self.experiment, [*self.overrides, *point.overrides()])
+        # The point's own settings are the sweep's, not the user's: they never conflict with
+        # the base experiment's (a non-private reference of a DP experiment, say).
+        return load_experiment(self.experiment, list(self.overrides), generated=point.overrides())
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -87,6 +90,7 @@ def load_sweep(path: str | Path) -> Sweep:
                           + ", ".join(sorted(SWEEP_KEYS)))
     if not isinstance(s.get("name"), str) or not s["name"]:
         raise ConfigError(f"{where}: sweep.name = {s.get('name')!r}: expected a non-empty string")
+    check_dir_name(where, "sweep.name", s["name"])
     if not isinstance(s.get("experiment"), str):
         raise ConfigError(f"{where}: sweep.experiment = {s.get('experiment')!r}: expected a path")
     experiment = (path.parent / s["experiment"]).resolve()
@@ -96,12 +100,16 @@ def load_sweep(path: str | Path) -> Sweep:
     key = "noise_multipliers" if has_z else "target_epsilons"
     values = s[key]
     if (not isinstance(values, list) or not values
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)):
-        raise ConfigError(f"{where}: sweep.{key} = {values!r}: expected a non-empty list of numbers > 0")
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                       and v > 0 for v in values)):
+        raise ConfigError(f"{where}: sweep.{key} = {values!r}: expected a non-empty list of finite "
+                          "numbers > 0")
     overrides = s.get("set", [])
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError(f"{where}: sweep.set = {overrides!r}: expected a list of 'section.key=value' strings")
-    base = load_experiment(experiment, overrides)  # validates the base and the overrides
+    # Validates the base and the overrides; every point sets privacy.enabled itself, so DP
+    # settings in `set` are not "set without privacy.enabled".
+    base = load_experiment(experiment, overrides, generated=["privacy.enabled=true"])
     models = s.get("models") or list(base.experiment.compare) or [base.model.kind]
     if not isinstance(models, list) or not all(m in MODEL_KINDS for m in models):
         raise ConfigError(f"{where}: sweep.models = {models!r}: expected kinds from {MODEL_KINDS}")
@@ -129,6 +137,7 @@ def load_sweep(path: str | Path) -> Sweep:
         for p in grid for seed in seeds]
     sweep = Sweep(s["name"], experiment, tuple(points), tuple(overrides), where)
     for p in points:
+        check_dir_name(where, "sweep point", p.name)
         sweep.point_config(p)  # every point's config is valid before anything runs
     return sweep
 
