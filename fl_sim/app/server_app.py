@@ -167,17 +167,18 @@ class FederatedRun:
 
     # -- the steps of run(), in order ----------------------------------------------------
     def _setup(self) -> None:
-        """Data, model, evaluator, baseline and the strategy stack for this config."""
+        """Data (the server's view: no training client's text), model, evaluator, baseline
+        and the strategy stack for this config."""
         import tensorflow as tf
 
-        from fl_sim.data import load_corpus
+        from fl_sim.data.server_corpus import load_server_corpus
         from fl_sim.evaluation import Evaluator
         from fl_sim.models import build_model
         from fl_sim.partitioning import local_steps
         from strategies import make_strategy
 
         cfg = self.cfg
-        self.corpus = corpus = load_corpus(cfg.data, cfg.experiment.seed)
+        self.corpus = corpus = load_server_corpus(cfg.data, cfg.experiment.seed)
         self.model = build_model(cfg.model, corpus.vocab.size, corpus.seq_len, seed=cfg.experiment.seed)
         self.evaluator = Evaluator(self.model)
         self.eval_seqs = corpus.eval_sequences(cfg.server.eval_max_sequences)

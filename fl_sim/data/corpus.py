@@ -36,18 +36,17 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from fl_sim.config import DataConfig
 from fl_sim.data.base import DataError, Source
 from fl_sim.data.baselines import most_frequent_baseline
-from fl_sim.data.splits import kept_sequences, select_clients
+from fl_sim.data.splits import eval_subsample, kept_sequences, select_clients
 from fl_sim.data.tokenizer import build_sequences
 from fl_sim.data.vocab import (BOS_ID, EOS_ID, NUM_SPECIAL, OOV_ID, PAD_ID, SPECIAL_TOKENS,
                                Vocab, build_vocab)
-from fl_sim.seeding import rng
 
 log = logging.getLogger(__name__)
 
@@ -222,11 +221,12 @@ class FederatedCorpus:
             still covers every eval client rather than only the first few.
         """
         block = self._seqs[self._eval_start:]
-        n = block.shape[0]
-        if max_sequences and max_sequences < n:
-            pick = np.sort(rng(self.seed, "eval-subsample").choice(n, size=max_sequences, replace=False))
-            return np.asarray(block[pick])
-        return np.array(block)
+        pick = eval_subsample(self.seed, block.shape[0], max_sequences)
+        return np.array(block) if pick is None else np.asarray(block[pick])
+
+    def train_sequence_counts(self) -> Callable[[str], int]:
+        """``num_train_sequences`` as a lookup that holds only the counts (no data)."""
+        return {cid: self._index[cid][1] for cid in self.train_client_ids}.__getitem__
 
     def most_frequent_baseline(self, max_sequences: int = 0) -> dict:
         """See :func:`fl_sim.data.baselines.most_frequent_baseline` (on the eval sequences)."""

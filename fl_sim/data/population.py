@@ -31,7 +31,7 @@ import numpy as np
 from fl_sim.config import DataConfig
 from fl_sim.data.base import DataError
 from fl_sim.data.baselines import most_frequent_baseline
-from fl_sim.data.splits import kept_sequences
+from fl_sim.data.splits import eval_subsample, kept_sequences
 from fl_sim.data.synthetic import GRAMMAR_VERSION, client_sentences
 from fl_sim.data.tokenizer import build_sequences
 from fl_sim.data.vocab import Vocab, build_vocab
@@ -182,6 +182,10 @@ class LazySyntheticCorpus:
             return min(self.sentences, self.cfg.max_sequences_per_client)
         return self.sentences
 
+    def train_sequence_counts(self) -> "SameCount":
+        """``num_train_sequences`` as a lookup that holds only the count (no data)."""
+        return SameCount(self.train_client_ids, self.num_train_sequences(self.train_client_ids[0]))
+
     # -- server-side pieces: vocabulary and centralized evaluation ------------------------
     def _sample_vocab(self) -> Vocab:
         n = len(self.train_client_ids)
@@ -202,11 +206,8 @@ class LazySyntheticCorpus:
             self._eval_block = (np.concatenate(blocks) if blocks
                                 else np.zeros((0, self.seq_len + 1), np.int32))
         block = self._eval_block
-        n = block.shape[0]
-        if max_sequences and max_sequences < n:
-            pick = np.sort(rng(self.seed, "eval-subsample").choice(n, size=max_sequences, replace=False))
-            return block[pick]
-        return block.copy()
+        pick = eval_subsample(self.seed, block.shape[0], max_sequences)
+        return block.copy() if pick is None else block[pick]
 
     def most_frequent_baseline(self, max_sequences: int = 0) -> dict:
         """See :func:`fl_sim.data.baselines.most_frequent_baseline` (on the eval sequences)."""
@@ -235,6 +236,18 @@ class LazySyntheticCorpus:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["cfg"], state["seed"])
+
+
+class SameCount:
+    """Every client of ``ids`` has ``count`` training sequences (the lazy population's case)."""
+
+    def __init__(self, ids: ClientIds, count: int) -> None:
+        self.ids, self.count = ids, count
+
+    def __call__(self, cid: str) -> int:
+        if cid not in self.ids:
+            raise KeyError(f"{cid!r} is not a training client of this population")
+        return self.count
 
 
 def load_population(cfg: DataConfig, seed: int) -> LazySyntheticCorpus:

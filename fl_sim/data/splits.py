@@ -68,3 +68,10 @@ def kept_sequences(client_id: str, n: int, *, seed: int, max_sequences: int) -> 
     if max_sequences:
         keep = keep[:max_sequences]
     return np.sort(keep)
+
+
+def eval_subsample(seed: int, n: int, max_sequences: int) -> np.ndarray | None:
+    """Sorted rows of a capped evaluation set (None: all ``n``), drawn by (seed, "eval-subsample")."""
+    if max_sequences and max_sequences < n:
+        return np.sort(rng(seed, "eval-subsample").choice(n, size=max_sequences, replace=False))
+    return None
