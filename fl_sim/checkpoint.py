@@ -3,6 +3,10 @@
 Each checkpoint is one .npz written to a temporary name and renamed into place, then
 ``latest.json`` is replaced the same way, so a crash at any moment leaves the previous
 checkpoint intact. Errors are raised with the file named, never swallowed.
+
+Checkpoints are the server's private state (under DP: the exact, pre-release state of
+every round), never part of what a run releases: ``checkpoints/`` is created 0700 and its
+files 0600, whatever the umask.
 """
 
 from __future__ import annotations
@@ -26,24 +30,33 @@ class CheckpointError(RuntimeError):
 def save(run_dir: Path, server_round: int, weights: list[np.ndarray],
          optimizer_state: dict[str, np.ndarray], extra: dict | None = None) -> Path:
     ckpt_dir = Path(run_dir) / "checkpoints"
-    ckpt_dir.mkdir(exist_ok=True)
+    ckpt_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(ckpt_dir, 0o700)  # also a directory made by an older version
     path = ckpt_dir / f"round-{server_round:05d}.npz"
     tmp = ckpt_dir / f".round-{server_round:05d}.npz.tmp"
     arrays = {f"w_{i}": w for i, w in enumerate(weights)}
     arrays.update({f"opt_{k}": v for k, v in optimizer_state.items()})
     arrays["meta"] = np.frombuffer(json.dumps({"round": server_round, "num_weights": len(weights),
                                                "extra": extra or {}}).encode(), dtype=np.uint8)
-    with open(tmp, "wb") as fh:
+    with _private_file(tmp) as fh:
         np.savez(fh, **arrays)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     latest_tmp = ckpt_dir / ".latest.json.tmp"
-    latest_tmp.write_text(json.dumps({"round": server_round, "file": path.name}))
+    with _private_file(latest_tmp) as fh:
+        fh.write(json.dumps({"round": server_round, "file": path.name}).encode())
     os.replace(latest_tmp, ckpt_dir / "latest.json")
     for old in sorted(ckpt_dir.glob("round-*.npz"))[:-KEEP]:
         old.unlink()
     return path
+
+
+def _private_file(path: Path):
+    """Open ``path`` for writing, created owner-only (0600) from the first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a leftover temporary file keeps its old mode otherwise
+    return os.fdopen(fd, "wb")
 
 
 def load(path: Path) -> dict:

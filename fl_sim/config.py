@@ -23,10 +23,11 @@ class ConfigError(ValueError):
 
 def _f(default: Any, *, lo: float | None = None, hi: float | None = None,
        lo_open: bool = False, choices: tuple | None = None, doc: str = "",
-       factory: Any = None, dir_name: bool = False) -> Any:
+       factory: Any = None, dir_name: bool = False, bool_ok: bool = False) -> Any:
     # dir_name: the value becomes one directory name under the output root (check_dir_name).
+    # bool_ok: a string setting that also takes TOML true/false (read as "true"/"false").
     meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "doc": doc,
-            "dir_name": dir_name}
+            "dir_name": dir_name, "bool_ok": bool_ok}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -51,7 +52,11 @@ class ExperimentSection:
 class DataConfig:
     source: str = _f("shakespeare", choices=DATA_SOURCES)
     path: str = _f("", doc="file or folder for jsonl / folder / stackoverflow_sqlite")
-    vocab_size: int = _f(10000, lo=10, doc="most frequent training-client words (specials excluded)")
+    vocab_size: int = _f(10000, lo=10, doc="most frequent words (specials excluded) of vocab_source")
+    vocab_source: str = _f("auto", choices=("auto", "train", "public"),
+                           doc="whose word counts pick the vocabulary: 'train' (the training clients' "
+                               "raw counts), 'public' (the held-out clients, designated public), "
+                               "'auto' = 'public' when privacy.enabled, else 'train'")
     seq_len: int = _f(20, lo=2, hi=512, doc="tokens per training sequence")
     eval_clients: int = _f(32, lo=1, doc="held-out clients for centralized evaluation")
     min_client_sequences: int = _f(2, lo=1, doc="drop clients with fewer sequences")
@@ -137,6 +142,11 @@ class PrivacyConfig:
                                               "(0 = server.clients_per_round, i.e. off)")
     accounting_population: int = _f(0, lo=0, doc="N': epsilon is accounted for a deployment of N' clients "
                                                   "sampling noise_cohort_size per round (0 = the training population)")
+    reproducible_noise: str = _f("auto", choices=("auto", "true", "false"), bool_ok=True,
+                                 doc="true: DP noise and cohorts from (seed, purpose, round), so anyone "
+                                     "with the seed can subtract the noise; false: OS entropy, never "
+                                     "written; auto: true in fl-sim run/sweep, false under flwr run "
+                                     "(local cluster, docker-compose)")
 
 
 @dataclass(frozen=True)
@@ -233,6 +243,8 @@ def _coerce(where: str, key: str, value: Any, tp: Any, meta: dict) -> Any:
         if not math.isfinite(value):  # NaN passes every range check (comparisons are False)
             raise bad("a finite number" + _range_text(meta))
     elif tp is str:
+        if meta.get("bool_ok") and isinstance(value, bool):
+            value = "true" if value else "false"
         if not isinstance(value, str):
             raise bad("a string" + (_choice_text(meta) if meta.get("choices") else ""))
         if meta.get("dir_name"):
@@ -291,6 +303,10 @@ def from_dict(raw: dict, where: str = "<dict>", *, explicit: set[str] | None = N
                 f"{where}: unknown section [{key}]; expected one of: {', '.join(SECTIONS)}")
     hints = get_type_hints(ExperimentConfig)
     sections = {s: _build_section(where, s, hints[s], raw.get(s, {}), origins or {}) for s in SECTIONS}
+    if sections["data"].vocab_source == "auto":
+        # A DP run must not read the private clients' raw word counts by default.
+        sections["data"] = dataclasses.replace(
+            sections["data"], vocab_source="public" if sections["privacy"].enabled else "train")
     cfg = ExperimentConfig(**sections, source=where, user_keys=frozenset((explicit or set()) - generated))
     _check_cross_fields(cfg, where)
     if explicit is not None:
@@ -362,6 +378,20 @@ def check_population(cfg: ExperimentConfig, population: int) -> ExperimentConfig
                 f"training clients: every round trains all {population}")
         return cfg.replace(warnings=(*cfg.warnings, note))
     return cfg
+
+
+def for_runtime(cfg: ExperimentConfig, *, deployment: bool) -> ExperimentConfig:
+    """Resolve the settings whose default depends on where the run executes.
+
+    ``privacy.reproducible_noise = "auto"``: seeded noise in simulation (exact resume,
+    one-worker == two-worker), OS-entropy noise in a deployment, where the run directory
+    (and its seed) is meant to be handed out.
+    """
+    p = cfg.privacy
+    if p.reproducible_noise != "auto":
+        return cfg
+    return cfg.replace(privacy=dataclasses.replace(
+        p, reproducible_noise="false" if deployment else "true"))
 
 
 def to_dict(cfg: ExperimentConfig) -> dict:

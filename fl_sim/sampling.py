@@ -12,16 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from fl_sim.seeding import rng
 
 
 def sample_clients(client_ids: Sequence[str], cohort: int, seed: int, server_round: int,
-                   scheme: str = "fixed") -> list[str]:
+                   scheme: str = "fixed", generator: np.random.Generator | None = None) -> list[str]:
+    """The round's cohort, drawn from ``rng(seed, "cohort", round)`` unless ``generator``
+    is given (DP with secret randomness passes one seeded from OS entropy)."""
     # Only len() and indexing: a lazy population (fl_sim.data.population.ClientIds) is never
     # materialized. Fixed draws cost O(cohort) (NumPy's choice switches to a set-based
     # algorithm for small draws from large populations); Poisson needs one uniform per client.
     n = len(client_ids)
-    gen = rng(seed, "cohort", server_round)
+    gen = rng(seed, "cohort", server_round) if generator is None else generator
     if scheme == "fixed":
         idx = gen.choice(n, size=min(cohort, n), replace=False)
     elif scheme == "poisson":

@@ -25,6 +25,7 @@ from flwr.serverapp.strategy import Strategy
 from fl_sim.config import ExperimentConfig
 from fl_sim.privacy import DPAggregator
 from fl_sim.privacy.deployment import DPAccounting
+from fl_sim.privacy.release import DIAGNOSTIC_EXAMPLES, data_paragraph, noise_paragraph
 from strategies.hooks import Accepted, Aggregation
 from strategies.wrapper import StrategyWrapper
 
@@ -45,11 +46,16 @@ class DPFedAvg(StrategyWrapper):
         self.accounting = DPAccounting(p, population, m, cfg.experiment.rounds)
         self.calibrated = self.accounting.calibrated
         self.z = self.accounting.z
+        # "auto" is resolved by the run (fl_sim.config.for_runtime); unresolved, it means
+        # the simulation default.
+        self.reproducible = p.reproducible_noise != "false"
         self.dp = DPAggregator.from_config(p, expected_cohort=m, seed=cfg.experiment.seed,
                                            noise_multiplier=self.z,
-                                           noise_cohort=self.accounting.scale.noise_cohort)
+                                           noise_cohort=self.accounting.scale.noise_cohort,
+                                           reproducible=self.reproducible)
         inner.set_aggregation(Aggregation(self._aggregate, owner=type(self).__name__,
-                                          sampling=p.sampling, release_every_round=True))
+                                          sampling=p.sampling, release_every_round=True,
+                                          reproducible=self.reproducible))
 
     def _aggregate(self, server_round: int, accepted: list[Accepted], current: list[np.ndarray]
                    ) -> tuple[list[np.ndarray], dict]:
@@ -94,6 +100,11 @@ class DPFedAvg(StrategyWrapper):
                      f"({p.accountant}) <= {p.target_epsilon} after {self.cfg.experiment.rounds} rounds"
                      + (f" for {self.accounting.scale.describe()}." if self.accounting.run_ledger
                         is not None else "."))
+        text += "\n\n" + noise_paragraph(self.reproducible)
+        text += "\n\n" + data_paragraph(self.cfg.data.vocab_source)
+        text += ("\n\n**Diagnostics: not covered.** Exact per-round statistics (" +
+                 ", ".join(DIAGNOSTIC_EXAMPLES) + ") are written only to diagnostics.jsonl, "
+                 "marked non_private, never to metrics.jsonl or TensorBoard.")
         deploy = self.accounting.deployment_paragraph()
         if deploy:
             text = deploy + "\n\n" + text
@@ -102,7 +113,9 @@ class DPFedAvg(StrategyWrapper):
         facts["deployment"] = (None if self.accounting.run_ledger is None else
                                {k: v for k, v in metrics.items() if k.startswith(("run_", "epsilon_for"))})
         return {**self.inner.final_report(), "noise_multiplier": self.z, **metrics,
-                "privacy": facts, "privacy_statement": text}
+                "noise_source": "seed" if self.reproducible else "os-entropy",
+                "privacy": {**facts, "reproducible_noise": self.reproducible},
+                "privacy_statement": text}
 
     def extra_state(self) -> dict:
         return {**self.inner.extra_state(), **self.accounting.to_dict(),

@@ -58,7 +58,8 @@ class FedAvgDelta(Strategy):
                         grid: Grid) -> Iterable[Message]:
         self.current = arrays.to_numpy_ndarrays()
         cohort = sample_clients(self.client_ids, self.cfg.server.clients_per_round,
-                                self.cfg.experiment.seed, server_round, self.aggregation.sampling)
+                                self.cfg.experiment.seed, server_round, self.aggregation.sampling,
+                                None if self.aggregation.reproducible else np.random.default_rng())
         self.last_cohort = cohort
         plan = split_over_nodes(cohort, list(grid.get_node_ids()), self.node_partitions,
                                 self.client_partitions, self.client_cost)

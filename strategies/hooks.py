@@ -48,12 +48,16 @@ class Aggregation:
     release_every_round : bool
         Release an update even below ``server.min_clients`` (or with no client at all):
         under DP, skipping a round would depend on who participated.
+    reproducible : bool
+        Draw the cohort from ``(seed, "cohort", round)``. False: from OS entropy, so the
+        seed in manifest.json does not tell who was sampled (DP with secret randomness).
     """
 
     step: AggregationStep
     owner: str
     sampling: str = "fixed"
     release_every_round: bool = False
+    reproducible: bool = True
 
 
 def missing_hooks(strategy: object) -> list[str]:

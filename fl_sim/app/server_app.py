@@ -24,7 +24,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fl_sim import checkpoint, results
 from fl_sim.app import stopping
-from fl_sim.config import ExperimentConfig, dumps_toml, load_experiment
+from fl_sim.config import ExperimentConfig, dumps_toml, for_runtime, load_experiment
 
 Progress = Callable[[str], None]
 
@@ -110,6 +110,12 @@ def run_experiment(grid: Grid, cfg: ExperimentConfig, run_dir: Path, *, resume: 
             node_partitions=node_partitions,
         ).run(min_nodes=min_nodes)
     summary = write_summary(run_dir, cfg, summaries)
+    statements = {name: f["privacy_statement"] for name, f in summaries.items()
+                  if f.get("privacy_statement")}
+    if statements:  # last: the listing names every file the run wrote
+        from fl_sim.privacy.release import rules_for, write_statement
+
+        write_statement(run_dir, statements, rules_for(cfg))
     progress(summary_table(summary))
     progress(f"Run directory: {run_dir}")
     return summary
@@ -122,6 +128,10 @@ class FederatedRun:
                  label: str, node_partitions: bool = False):
         self.grid, self.cfg, self.run_dir, self.progress, self.label = grid, cfg, run_dir, progress, label
         self.log = results.MetricsLog(run_dir / "metrics.jsonl")
+        # Under DP, metrics.jsonl and TensorBoard hold only what the run releases; exact
+        # per-round diagnostics go to diagnostics.jsonl, marked non-private (fl_sim/privacy/release.py).
+        self.private = cfg.privacy.enabled
+        self.diagnostics = results.MetricsLog(run_dir / "diagnostics.jsonl") if self.private else None
         # Deployment: each SuperNode owns a slice of the clients (its node config).
         self.node_partitions = node_partitions
         self.partitions: dict[int, tuple[int, int]] = {}
@@ -198,12 +208,16 @@ class FederatedRun:
             self.progress(f"[{self.label}] {note}")
         if ckpt is None:
             self.log.keep_rounds_upto(0)
+            if self.diagnostics is not None:
+                self.diagnostics.keep_rounds_upto(0)
             self._announce()
             return 1
         self.weights = ckpt["weights"]
         self.strategy.load_state(ckpt["optimizer_state"])
         self.strategy.load_extra_state(ckpt["extra"].get("strategy", {}))
         self.log.keep_rounds_upto(ckpt["round"])
+        if self.diagnostics is not None:
+            self.diagnostics.keep_rounds_upto(ckpt["round"])
         self.progress(f"[{self.label}] resuming after round {ckpt['round']} from {self.run_dir}")
         return ckpt["round"] + 1
 
@@ -236,7 +250,7 @@ class FederatedRun:
                                "(server.below_min_clients = 'abort')")
                 row["abort_reason"] = stop_reason
                 row["round_time_s"] = round(time.perf_counter() - self.round_started, 4)
-                self.log.append(row)  # no checkpoint: a resume retries this round
+                self._append(row)  # no checkpoint: a resume retries this round
                 self.progress(f"[{self.label}] {stop_reason}")
                 return row, stop_reason
         row.update(strategy.round_metrics(rnd))
@@ -261,11 +275,11 @@ class FederatedRun:
         rnd = row["round"]
         row["round_time_s"] = round(time.perf_counter() - self.round_started, 4)
         stopping.check()  # an interrupted round is repeated on resume, never recorded
-        self.log.append(row)
+        released = self._append(row)
         checkpoint.save(self.run_dir, rnd, self.weights, self.strategy.state(),
                         {"model": self.cfg.model.kind, "strategy": self.strategy.extra_state()})
         with self.writer.as_default(step=rnd):
-            for k, v in row.items():
+            for k, v in released.items():
                 if isinstance(v, (int, float)) and k not in ("round", "type"):
                     tf.summary.scalar(k, v)
         self.writer.flush()
@@ -289,7 +303,7 @@ class FederatedRun:
                  **self.strategy.final_report(),
                  "wall_time_s": round(time.perf_counter() - t0, 2)}
         stopping.check()
-        self.log.append(final)
+        final = self._append(final)
         if final.get("privacy_statement"):
             results.atomic_write_text(self.run_dir / "privacy_statement.md",
                                       "# Privacy statement\n\n" + final["privacy_statement"] + "\n")
@@ -297,6 +311,19 @@ class FederatedRun:
         learning_curves({cfg.model.kind: self.log.rows()}, self.run_dir / "plots" / "learning_curves.png",
                         title=f"{cfg.experiment.name}: {cfg.model.kind}", baseline=baseline["accuracy"])
         return final
+
+    def _append(self, row: dict) -> dict:
+        """Log one row; under DP split into metrics.jsonl (released) and diagnostics.jsonl
+        (not private). Returns what was released."""
+        if self.diagnostics is None:
+            self.log.append(row)
+            return row
+        from fl_sim.privacy.release import split_row
+
+        released, diag = split_row(row)
+        self.log.append(released)
+        self.diagnostics.append(diag)
+        return released
 
     def _progress_line(self, row: dict, rounds: int) -> str:
         parts = [f"[{self.label}] round {row['round']:>3}/{rounds}",
@@ -359,7 +386,9 @@ def summary_table(summary: dict) -> str:
                      f"{g(f.get('epsilon_pld'))} | {g(f.get('delta'), '.2g')} |")
             if deploy:
                 line += f" {g(f.get('run_epsilon_rdp'))} | {g(f.get('run_delta'), '.2g')} |"
-        lines.append(line + f" {f['wall_time_s']:.0f} s |")
+        # Under DP the wall time is a diagnostic (it depends on the sampled clients' data).
+        wall = f"{f['wall_time_s']:.0f} s" if "wall_time_s" in f else "in diagnostics.jsonl"
+        lines.append(line + f" {wall} |")
     return "\n".join(lines)
 
 
@@ -384,7 +413,9 @@ def main(grid: Grid, context: Context) -> None:
         run_dir = Path(resume)
         cfg = load_experiment(run_dir / "config.resolved.toml")
     else:
-        cfg = load_experiment(path, overrides)
+        # A deployment's run directory is meant to be handed out: DP noise from OS entropy
+        # unless the experiment asks for reproducible noise (privacy.reproducible_noise).
+        cfg = for_runtime(load_experiment(path, overrides), deployment=True)
         run_dir = results.new_run_dir(cfg, str(rc.get("output-dir", "")) or None)
     print(f"fl-sim: {'resuming' if resume else 'starting'} {cfg.experiment.name} -> {run_dir}",
           flush=True)
@@ -408,7 +439,8 @@ def make_server_app(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, min_n
         if hasattr(grid, "pull_interval"):
             grid.pull_interval = min(grid.pull_interval, SIM_PULL_INTERVAL_S)
         try:
-            run_experiment(grid, cfg, run_dir, resume=resume, min_nodes=min_nodes, progress=progress)
+            run_experiment(grid, for_runtime(cfg, deployment=False), run_dir, resume=resume,
+                           min_nodes=min_nodes, progress=progress)
         except stopping.RunStopped:
             pass  # the main thread got SIGINT/SIGTERM and reports it (fl_sim.app.stopping)
 

@@ -86,6 +86,8 @@ def cache_key(cfg: DataConfig, seed: int, fingerprint: dict) -> str:
     """Hex key of everything that determines the cached arrays."""
     fields = {k: v for k, v in dataclasses.asdict(cfg).items()
               if k not in _KEY_EXCLUDED and cfg.source in _SOURCE_ONLY.get(k, (cfg.source,))}
+    if fields.get("vocab_source") in ("train", "auto"):
+        del fields["vocab_source"]  # the vocabulary before data.vocab_source existed: same key
     material = {"format": FORMAT_VERSION, "fields": fields, "seed": seed, "data": fingerprint}
     blob = json.dumps(material, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
@@ -346,7 +348,10 @@ def _build(source: Source, cfg: DataConfig, seed: int, path: Path) -> None:
             raise DataError(f"{where}: the selected clients have no sequences")
 
         words = list(word_ids)
-        vocab = _vocab_from_counts(words, counts.c[0, NUM_SPECIAL:NUM_SPECIAL + len(words)], cfg.vocab_size)
+        # data.vocab_source: the training clients' raw counts or the held-out
+        # clients', designated public, so a DP run's vocabulary is not private data.
+        role = ROLES.index("eval" if cfg.vocab_source == "public" else "train")
+        vocab = _vocab_from_counts(words, counts.c[role, NUM_SPECIAL:NUM_SPECIAL + len(words)], cfg.vocab_size)
         remap = np.full(NUM_SPECIAL + len(words), OOV_ID, dtype=np.int32)
         remap[:NUM_SPECIAL] = np.arange(NUM_SPECIAL)
         for vid, w in enumerate(vocab.words[NUM_SPECIAL:], start=NUM_SPECIAL):

@@ -188,12 +188,15 @@ class LazySyntheticCorpus:
 
     # -- server-side pieces: vocabulary and centralized evaluation ------------------------
     def _sample_vocab(self) -> Vocab:
-        n = len(self.train_client_ids)
+        # data.vocab_source = "public": the held-out clients' counts, not the training clients'.
+        public = self.cfg.vocab_source == "public"
+        ids = self.eval_client_ids if public else self.train_client_ids
+        n = len(ids)
         k = min(VOCAB_SAMPLE_CLIENTS, n)
         picked = np.sort(rng(self.seed, "vocab-sample").choice(n, size=k, replace=False))
         counts: Counter = Counter()
         for i in picked.tolist():
-            cid = self.train_client_ids[i]
+            cid = ids[i]
             units, kept = self._split(cid)
             for j in kept.tolist():
                 counts.update(units[j][:self.seq_len])

@@ -90,7 +90,15 @@ def write_bundle(out_dir: Path, corpus, cfg, run, report: dict, contents: dict[s
         "state": ({"h": [1, model.get_layer("cifg").cell.out_dim], "c": [1, model.get_layer("cifg").cell.units],
                    "initial": "zeros"} if cfg.model.kind in ("cifg", "si_cifg") else None),
         "models": models,
-        "data": {"source": cfg.data.source, "vocab_size_config": cfg.data.vocab_size},
+        "data": {"source": cfg.data.source, "vocab_size_config": cfg.data.vocab_size,
+                 "vocab_source": cfg.data.vocab_source},
+        # What the run's (epsilon, delta) covers here (its privacy_statement.md lists each file).
+        "privacy": None if not cfg.privacy.enabled else {
+            "dp": True, "statement": "privacy_statement.md in the run directory",
+            "vocab_covered": cfg.data.vocab_source != "train",
+            "calibration_source": report["calibration"]["source"],
+            "calibrated_files_covered": bool(report["calibration"]["covered_by_privacy_statement"]),
+        },
         "files": files,
     }
     (out_dir / "metadata.json").write_text(json.dumps(meta, indent=1) + "\n")

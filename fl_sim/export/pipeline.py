@@ -13,10 +13,11 @@ Data used (all documented in the report):
 * evaluation: ``corpus.eval_sequences(eval_sequences)``, the held-out (eval) clients'
   sequences, a seeded subsample of ``eval_sequences`` when there are more (the same
   subsample the server evaluates on when ``server.eval_max_sequences`` equals it);
-* int8 calibration: ``calibration_sequences`` TRAINING-client sequences, taken up to
-  ``CALIBRATION_PER_CLIENT`` per client from training clients in an order drawn from
-  (seed, "export-calibration"); the ``step`` signature is calibrated on the (token, h, c)
-  triples the Keras step function produces along those sequences.
+* int8 calibration: ``calibration_sequences`` TRAINING-client sequences (a DP run: the
+  held-out clients', designated public, so the calibrated files stay covered by the run's
+  privacy statement), taken up to ``CALIBRATION_PER_CLIENT`` per client in an order drawn
+  from (seed, "export-calibration"); the ``step`` signature is calibrated on the (token, h,
+  c) triples the Keras step function produces along those sequences.
 """
 
 from __future__ import annotations
@@ -98,7 +99,19 @@ def export_run(run_dir: Path, options: ExportOptions | None = None) -> list[Mode
     if len(subs) > 1:
         combined = base_out if base_out is not None else run_dir / "export"
         write_combined_report(combined, run_dir, results)
+    if any(run.cfg.privacy.enabled for run in runs):
+        # A DP run's statement lists every released file, so it must name the export's too.
+        from fl_sim.privacy.release import STATEMENT, refresh_listing, rules_for
+
+        if (run_dir / STATEMENT).exists():
+            refresh_listing(run_dir, rules_for(runs[0].cfg, calibration_public=calibration_is_public(runs[0].cfg)),
+                            [base_out] if base_out is not None else [])
     return results
+
+
+def calibration_is_public(cfg) -> bool:
+    """A DP run calibrates full-int8 on the held-out (public) clients, never on training text."""
+    return bool(cfg.privacy.enabled)
 
 
 # ----------------------------------------------------------------------------- one model
@@ -194,7 +207,8 @@ def _load(run: RunWeights, out_dir: Path, options: ExportOptions) -> _Job:
     say = options.progress or (lambda s: None)
     say(f"[export {run.name}] {cfg.model.kind}: {run.weights_file} -> {out_dir}")
     eval_seqs = corpus.eval_sequences(options.eval_sequences)
-    calib, calib_clients = calibration_sequences(corpus, cfg.experiment.seed, options.calibration_sequences)
+    calib, calib_clients = calibration_sequences(corpus, cfg.experiment.seed, options.calibration_sequences,
+                                                 public=calibration_is_public(cfg))
     return _Job(run=run, out_dir=out_dir, options=options, corpus=corpus, model=model,
                 recurrent=is_recurrent(model), eval_seqs=eval_seqs, calib=calib,
                 calib_clients=calib_clients, ref=parity.KerasReference(model, eval_seqs), say=say)
@@ -203,6 +217,7 @@ def _load(run: RunWeights, out_dir: Path, options: ExportOptions) -> _Job:
 def _report_header(job: _Job) -> dict:
     """The report's description of the model, the data it is measured on and how."""
     run, cfg, options, label = job.run, job.run.cfg, job.options, job.label
+    public_calib = calibration_is_public(cfg)
     return {
         "model": label, "kind": cfg.model.kind, "run_dir": str(run.run_dir),
         "run_id": run.run_dir.name if not label or run.run_dir.name != label else run.run_dir.parent.name,
@@ -219,11 +234,15 @@ def _report_header(job: _Job) -> dict:
                                     "subsample drawn by (seed, 'eval-subsample') when there are more",
                        "clients": len(job.corpus.eval_client_ids),
                        "targets": int((job.ref.targets != 0).sum())},
-        "calibration": {"source": "training clients", "sequences": int(len(job.calib)),
+        "calibration": {"source": ("held-out clients (designated public; DP run)" if public_calib
+                                   else "training clients"),
+                        "covered_by_privacy_statement": public_calib if cfg.privacy.enabled else None,
+                        "sequences": int(len(job.calib)),
                         "requested": options.calibration_sequences,
                         "per_client_max": CALIBRATION_PER_CLIENT,
                         "clients": job.calib_clients,
-                        "selection": "training clients in an order drawn by (seed, "
+                        "selection": ("held-out" if public_calib else "training")
+                                     + " clients in an order drawn by (seed, "
                                      "'export-calibration'), up to 4 random sequences each"},
         "interpreter": {"accuracy_and_parity": "OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES "
                                                "(builtin kernels, no XNNPACK)",
@@ -372,19 +391,21 @@ def _assign(model, weights) -> None:
         v.assign(np.asarray(w, dtype=v.dtype))
 
 
-def calibration_sequences(corpus, seed: int, n: int) -> tuple[np.ndarray, list[str]]:
-    """Up to ``n`` training-client sequences (see the module docstring); and their clients."""
+def calibration_sequences(corpus, seed: int, n: int, public: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Up to ``n`` training-client sequences (``public``: held-out clients'; see the module
+    docstring); and their clients."""
     from fl_sim.seeding import rng as seeded_rng
 
     rng = seeded_rng(seed, "export-calibration")
-    ids = list(corpus.train_client_ids)
+    ids = list(corpus.eval_client_ids if public else corpus.train_client_ids)
+    read = corpus.client_eval if public else corpus.client_train
     order = rng.permutation(len(ids))
     rows, clients = [], []
     total = 0
     for i in order:
         if total >= n:
             break
-        seqs = corpus.client_train(ids[i])
+        seqs = read(ids[i])
         if len(seqs) == 0:
             continue
         take = seqs[rng.permutation(len(seqs))[:min(CALIBRATION_PER_CLIENT, n - total)]]

@@ -44,7 +44,10 @@ class DPAggregator:
         Poisson sampling).
     seed : int
         Run seed; round ``t``'s noise comes from ``rng(seed, "dp-noise", t)`` and its
-        count noise from ``rng(seed, "dp-count-noise", t)``.
+        count noise from ``rng(seed, "dp-count-noise", t)`` (``reproducible``).
+    reproducible : bool
+        False: every draw comes from a generator seeded from OS entropy, which is never
+        stored, so nobody holding the seed can recompute (and subtract) the noise.
     adaptive : bool
         Track the ``target_quantile`` of update norms (Andrew et al. 2021).
     target_quantile, clip_lr : float
@@ -69,6 +72,7 @@ class DPAggregator:
     clip_lr: float = 0.2
     clipped_count_stddev: float | None = None
     noise_cohort: float | None = None
+    reproducible: bool = True
     count_stddev: float = field(default=0.0, init=False)
     update_noise_multiplier: float = field(default=0.0, init=False)
     _estimator: QuantileClipEstimator | None = field(default=None, init=False, repr=False)
@@ -101,14 +105,20 @@ class DPAggregator:
     @classmethod
     def from_config(cls, cfg: Any, expected_cohort: float, seed: int,
                     noise_multiplier: float | None = None,
-                    noise_cohort: float | None = None) -> "DPAggregator":
+                    noise_cohort: float | None = None,
+                    reproducible: bool = True) -> "DPAggregator":
         """Build from a ``PrivacyConfig`` (``noise_multiplier`` overrides a calibrated z)."""
         return cls(
             noise_multiplier=cfg.noise_multiplier if noise_multiplier is None else noise_multiplier,
             clip_norm=cfg.clip_norm, expected_cohort=expected_cohort, seed=seed,
             adaptive=cfg.adaptive_clipping, target_quantile=cfg.target_quantile,
             clip_lr=cfg.clip_lr, clipped_count_stddev=cfg.clipped_count_stddev or None,
-            noise_cohort=noise_cohort)
+            noise_cohort=noise_cohort, reproducible=reproducible)
+
+    def _generator(self, purpose: str, server_round: int) -> np.random.Generator:
+        if self.reproducible:
+            return rng(self.seed, purpose, server_round)
+        return np.random.default_rng()  # SeedSequence() from OS entropy; kept nowhere
 
     @property
     def noise_scale(self) -> float:
@@ -160,7 +170,7 @@ class DPAggregator:
             norms.append(norm)
             n_clipped += int(was)
         noise_std = self.update_noise_multiplier * clip * self.noise_scale
-        total = noisy_sum(clipped, noise_std, rng(self.seed, "dp-noise", server_round),
+        total = noisy_sum(clipped, noise_std, self._generator("dp-noise", server_round),
                           template=ref)
         mean = dp_mean(total, self.expected_cohort, dtypes)
         report = {
@@ -179,7 +189,7 @@ class DPAggregator:
             "fraction_clipped": n_clipped / len(updates) if len(updates) else 0.0,
         }
         if self._estimator is not None:
-            step = self._estimator.step(norms, rng(self.seed, "dp-count-noise", server_round))
+            step = self._estimator.step(norms, self._generator("dp-count-noise", server_round))
             report.update(next_clip_norm=step["next_clip_norm"], count_noise=step["count_noise"],
                           noisy_unclipped_fraction=step["noisy_unclipped_fraction"])
         return mean, report

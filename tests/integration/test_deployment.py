@@ -219,3 +219,23 @@ def test_tls_authenticated_cluster_runs_an_experiment(tmp_path):
         assert "root-certificates" in (d / "flwr-home" / "config.toml").read_text()
     finally:
         run_cli("cluster", "down", "--dir", d, timeout=120)
+
+
+def test_cluster_dp_run_draws_secret_noise_by_default(cluster, tmp_path):
+    # A deployment's default (privacy.reproducible_noise = "auto" under flwr run): noise from
+    # OS entropy. The non-DP cluster run above equals the simulation exactly, so here the only
+    # thing that can make the DP weights differ from a seeded simulation is the noise.
+    dp = ["--set", "privacy.enabled=true", "--set", "privacy.noise_multiplier=1.0"]
+    dep = run_cli("cluster", "run", "--dir", cluster, SMOKE, "--rounds", 2, "--out", tmp_path / "dep",
+                  *dp, "--timeout", 400, timeout=450)
+    assert dep.returncode == 0, dep.stdout[-4000:] + dep.stderr[-4000:]
+    (dep_dir,) = run_dirs(tmp_path / "dep", "smoke")
+    assert 'reproducible_noise = "false"' in (dep_dir / "config.resolved.toml").read_text()
+    assert "Noise: secret" in (dep_dir / "privacy_statement.md").read_text()
+    sim = run_cli("run", SMOKE, "--rounds", 2, "--out", tmp_path / "sim", *dp)
+    assert sim.returncode == 0, sim.stdout + sim.stderr
+    (sim_dir,) = run_dirs(tmp_path / "sim", "smoke")
+    assert 'reproducible_noise = "true"' in (sim_dir / "config.resolved.toml").read_text()
+    assert "Noise: reproducible" in (sim_dir / "privacy_statement.md").read_text()
+    with np.load(dep_dir / "final_weights.npz") as a, np.load(sim_dir / "final_weights.npz") as b:
+        assert any(not np.array_equal(a[k], b[k]) for k in a.files)
