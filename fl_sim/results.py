@@ -22,6 +22,27 @@ PACKAGES = ("flwr", "tensorflow", "keras", "numpy", "dp-accounting", "ai-edge-li
             "ray", "matplotlib")
 
 
+def unwritable(path: Path) -> str | None:
+    """Why no directory can be made or written at ``path`` (None if one can).
+
+    Creates nothing: the first existing ancestor must be a writable directory. access(2)
+    reports a read-only file system even to root, whom permission bits do not stop.
+    """
+    path = Path(path).expanduser()
+    probe = path
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory" if probe.exists() else f"{probe} is a dangling link"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        return f"{probe} is on a read-only file system" if read_only else f"{probe} is not writable"
+    return None
+
+
 def new_run_dir(cfg: ExperimentConfig, output_dir: str | None = None) -> Path:
     root = Path(output_dir or cfg.experiment.output_dir) / cfg.experiment.name
     root.mkdir(parents=True, exist_ok=True)

@@ -128,6 +128,7 @@ def cmd_run(args, parser) -> int:
             if not cfg_path.is_file():
                 return _usage_error(f"{run_dir}: not a run directory (no config.resolved.toml)")
             cfg = load_experiment(cfg_path)
+            _check_writable("--resume", run_dir)
             from fl_sim.app.resume import ResumeError, check_resumable
 
             try:
@@ -138,8 +139,13 @@ def cmd_run(args, parser) -> int:
             if not args.experiment:
                 return _usage_error("run needs an EXPERIMENT file or --resume RUN_DIR")
             cfg = load_experiment(args.experiment, overrides)
+            out_key = "--out" if args.out else "experiment.output_dir"
+            _check_writable(out_key, Path(args.out or cfg.experiment.output_dir))
             cfg = _check_data_early(cfg)
-            run_dir = results.new_run_dir(cfg, args.out)
+            try:
+                run_dir = results.new_run_dir(cfg, args.out)
+            except OSError as exc:  # a race with the check above, or a full disk
+                return _usage_error(f"{out_key}: cannot create the run directory ({exc})")
     except ConfigError as exc:
         return _usage_error(str(exc))
     except _DataProblem as exc:
@@ -188,12 +194,15 @@ def cmd_sweep(args) -> int:
             meta = sweep_dir / "sweep.json"
             if not meta.is_file():
                 return _usage_error(f"{sweep_dir}: not a sweep directory (no sweep.json)")
+            _check_writable("--resume", sweep_dir)
             sweep = load_sweep(json.loads(meta.read_text())["source"])
         else:
             if not args.sweep_file:
                 return _usage_error("sweep needs a SWEEP_FILE or --resume SWEEP_DIR")
             sweep = load_sweep(args.sweep_file)
             base = sweep.point_config(sweep.points[0])
+            _check_writable("--out" if args.out else "experiment.output_dir",
+                            Path(args.out or base.experiment.output_dir))
             _check_data_early(base)
             root = Path(args.out or base.experiment.output_dir) / sweep.name
             stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -221,6 +230,14 @@ class _DataProblem(Exception):
     pass
 
 
+def _check_writable(key: str, path: Path) -> None:
+    """A ConfigError (exit 2) naming ``key`` if nothing can be written at ``path``."""
+    from fl_sim.results import unwritable
+
+    if why := unwritable(path):
+        raise ConfigError(f"{key} {path}: cannot write there: {why}")
+
+
 def _check_data_early(cfg):
     """Load the corpus once before starting Flower so bad data fails fast with exit code 2.
 
@@ -233,6 +250,12 @@ def _check_data_early(cfg):
         corpus = load_corpus(cfg.data, cfg.experiment.seed)
     except DataError as exc:
         raise _DataProblem(str(exc)) from None
+    except OSError as exc:  # an unwritable cache (a cache hit only reads) or unreadable input
+        cache = Path(cfg.data.cache_dir).expanduser().resolve()
+        if exc.filename and Path(exc.filename).resolve().is_relative_to(cache):
+            raise _DataProblem(f"data.cache_dir = {cfg.data.cache_dir!r}: cannot write the "
+                               f"tokenized corpus there ({exc.strerror}: {exc.filename})") from None
+        raise _DataProblem(f"{exc.filename or cfg.data.path}: {exc.strerror or exc}") from None
     cfg = check_population(cfg, len(corpus.train_client_ids))
     for note in cfg.warnings:
         print(f"fl-sim: warning: {note}", file=sys.stderr, flush=True)

@@ -54,7 +54,9 @@ class StackOverflowSource:
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True)
+            # as_uri() percent-encodes the path: a raw '#' or '?' in it would end the URI's
+            # path, and SQLite would open (and create) a different file read-write.
+            conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
             try:
                 for table, cols in _REQUIRED.items():
                     have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}

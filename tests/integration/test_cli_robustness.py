@@ -5,10 +5,14 @@ All but one of these fail before Flower starts (seconds each).
 
 import json
 import os
+import shlex
+import shutil
+import sqlite3
+import subprocess
 
 import pytest
 
-from tests.integration.conftest import run_cli, run_dirs
+from tests.integration.conftest import FL_SIM, REPO, run_cli, run_dirs
 
 SMOKE = "experiments/smoke.toml"
 
@@ -98,3 +102,77 @@ def test_a_capped_cohort_warns_and_the_manifest_keeps_it(tmp_path):
     assert json.loads((run_dir / "manifest.json").read_text())["warnings"] == [note]
     first = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
     assert first["clients_sampled"] == 20
+
+
+# --------------------------------------------------------------------------- 5: unwritable places
+
+
+def test_out_that_is_a_file_exits_2(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    for out in (f, f / "below"):
+        usage_error(run_cli("run", SMOKE, "--out", out), f"--out {out}: cannot write there",
+                    f"{f} is not a directory")
+    assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+def _read_only_mount_works() -> bool:
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or not _read_only_mount_works(),
+                    reason="needs unprivileged user and mount namespaces (unshare -rm)")
+def test_read_only_out_and_cache_exit_2(tmp_path):
+    # A read-only tmpfs in a private mount namespace: the only way to get EROFS as root (whom
+    # permission bits do not stop) without touching the machine's mounts.
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    fl_sim = " ".join(shlex.quote(str(a)) for a in FL_SIM)
+
+    def run_ro(*args):
+        script = (f"mount -t tmpfs -o ro none {shlex.quote(str(ro))} && exec {fl_sim} "
+                  + " ".join(shlex.quote(str(a)) for a in args))
+        return subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=REPO, capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    usage_error(run_ro("run", SMOKE, "--out", ro / "out"),
+                f"--out {ro / 'out'}: cannot write there: {ro} is on a read-only file system")
+    out = tmp_path / "out"
+    proc = run_ro("run", SMOKE, "--out", out, "--set", f'data.cache_dir="{ro / "cache"}"')
+    usage_error(proc, f"data.cache_dir = '{ro / 'cache'}': cannot write the tokenized corpus there",
+                "Read-only file system")
+    assert not out.exists()  # nothing half-way: no run directory for a run that cannot start
+
+
+# --------------------------------------------------------------------------- 6: SQLite path
+
+
+def _so_example(tokens: str) -> bytes:
+    import tensorflow as tf
+
+    feats = {"tokens": tf.train.Feature(bytes_list=tf.train.BytesList(value=[tokens.encode()]))}
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+def test_sqlite_path_with_uri_characters(tmp_path):
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "to", "park"]
+    d = tmp_path / "so data"
+    d.mkdir()
+    db = d / "so#1?x=%41.sqlite"  # '#' and '?' end a URI's path; '%41' is 'A' once decoded
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE examples (split_name TEXT, client_id TEXT, serialized_example_proto BLOB)")
+        con.execute("CREATE TABLE client_metadata (client_id TEXT, split_name TEXT, num_examples INTEGER)")
+        for c in range(12):
+            texts = [" ".join(words[(c + s + k) % 10] for k in range(6)) + " ." for s in range(6)]
+            for t in texts:
+                con.execute("INSERT INTO examples VALUES ('train', ?, ?)", (f"u{c}", _so_example(t)))
+            con.execute("INSERT INTO client_metadata VALUES (?, 'train', ?)", (f"u{c}", len(texts)))
+    con.close()
+    before = sorted(os.listdir(d))
+    proc = run_cli("run", SMOKE, "--rounds", 1, "--out", tmp_path / "out",
+                   "--set", "data.source=stackoverflow_sqlite", "--set", f"data.path={json.dumps(str(db))}",
+                   "--set", f"data.cache_dir={json.dumps(str(tmp_path / 'cache'))}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "8 training clients" in proc.stdout, proc.stdout  # 12 minus smoke's 4 held out
+    assert sorted(os.listdir(d)) == before  # no stray "so" database created beside it
