@@ -5,9 +5,16 @@ Cases (the JSON's ``kind``):
 ``pure``
     The arithmetic floor: the clients' local SGD steps run back-to-back in this process
     by one ``LocalTrainer`` (one compiled ``tf.function`` pass per client, the same one
-    fl_sim's ClientApp runs), on the same cohorts (same seeded sampler, same rounds) and
-    the same batches. Data preparation is done before the clock starts; the clock covers
-    assigning the global weights and the local pass, per round.
+    fl_sim's ClientApp runs, XLA-compiled when the config's ``client.xla`` says so, as in
+    the simulation it is compared with), on the same cohorts (same seeded sampler, same
+    rounds) and the same batches. Data preparation and the trainer's warm-up (tracing,
+    XLA compile) are done before the clock starts; the clock covers assigning the global
+    weights and the local pass, per round.
+``xla``
+    The same cohorts' local passes by two trainers in one process, one with
+    ``client.xla = false`` (TF graph) and one with ``client.xla = true``, alternating
+    round by round (and which goes first), so load changes hit both; plus each one's build
+    time (trace, and XLA compile), the threads XLA added, and which threads did the work.
 ``sim``
     ``fl_sim.app.simulation.simulate`` (what ``fl-sim run`` calls) on the same config, with
     one extra round and evaluation only at the end, so rounds 1..R carry no evaluation;
@@ -84,6 +91,99 @@ def pure(case: dict) -> dict:
         steps.append(int(sum(int(b.shape[0]) for b in batches)))
     return {"round_times_s": [round(t, 4) for t in times], "round_cpu_s": [round(c, 3) for c in cpu],
             "steps_per_round": steps}
+
+
+# --------------------------------------------------------------------------- xla
+
+
+def _threads() -> dict[int, tuple[str, float]]:
+    """This process's threads: tid -> (name, CPU seconds so far)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            name = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+            f = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (name, (int(f[11]) + int(f[12])) / tick)
+    return out
+
+
+def xla(case: dict) -> dict:
+    import dataclasses
+
+    import tensorflow as tf
+
+    from fl_sim.malloc import tune_malloc
+
+    tune_malloc()
+    threads = int(os.environ.get("FL_SIM_TF_THREADS", "1"))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.config.experimental.enable_op_determinism()
+
+    from clients.trainer import LocalTrainer
+    from fl_sim.data import load_corpus
+    from fl_sim.sampling import sample_clients
+
+    cfg = load_cfg(case)
+    corpus = load_corpus(cfg.data, cfg.experiment.seed)
+    trainers, build_s, compile_s, thread_counts = {}, {}, {}, [len(_threads())]
+    for side, on in (("graph", False), ("xla", True)):
+        c = cfg.replace(client=dataclasses.replace(cfg.client, xla=on))
+        t0, c0 = time.perf_counter(), time.process_time()
+        trainers[side] = LocalTrainer(c, corpus.vocab.size, corpus.seq_len)
+        build_s[side] = {"wall_s": round(time.perf_counter() - t0, 2),
+                         "cpu_s": round(time.process_time() - c0, 2)}
+        compile_s[side] = round(trainers[side].compile_s, 2)
+        thread_counts.append(len(_threads()))
+    weights = trainers["graph"].get_weights()
+    plan = []
+    for rnd in range(1, int(case["rounds"]) + 1):
+        cohort = sample_clients(corpus.train_client_ids, cfg.server.clients_per_round,
+                                cfg.experiment.seed, rnd)
+        plan.append([tf.constant(trainers["graph"].batches_for(corpus.client_train(cid), rnd, cid))
+                     for cid in cohort])
+    wall = {"graph": [], "xla": []}
+    cpu = {"graph": [], "xla": []}
+    xla_threads = {}
+    for rep in range(int(case.get("repeats", 2))):
+        for i, batches in enumerate(plan):
+            order = ("graph", "xla") if (rep + i) % 2 == 0 else ("xla", "graph")
+            for side in order:
+                tr = trainers[side]
+                before = _threads() if side == "xla" else None
+                t0, c0 = time.perf_counter(), time.process_time()
+                for b in batches:
+                    tr.set_weights(weights)
+                    tr._local_pass(b)
+                tr.variables[0].numpy()
+                wall[side].append(time.perf_counter() - t0)
+                cpu[side].append(time.process_time() - c0)
+                if before is not None:
+                    for tid, (name, c) in _threads().items():
+                        used = c - before.get(tid, (name, 0.0))[1]
+                        xla_threads[(tid, name)] = xla_threads.get((tid, name), 0.0) + used
+    steps = sum(int(b.shape[0]) for batches in plan for b in batches) * int(case.get("repeats", 2))
+    busy = sorted(((name, round(c, 2)) for (_, name), c in xla_threads.items() if c > 0),
+                  key=lambda t: -t[1])
+    return {"steps": steps, "steps_per_round": [sum(int(b.shape[0]) for b in bs) for bs in plan],
+            "graph_round_s": [round(t, 4) for t in wall["graph"]],
+            "xla_round_s": [round(t, 4) for t in wall["xla"]],
+            "graph_round_cpu_s": [round(t, 3) for t in cpu["graph"]],
+            "xla_round_cpu_s": [round(t, 3) for t in cpu["xla"]],
+            "graph_ms_per_step": round(1e3 * sum(wall["graph"]) / steps, 2),
+            "xla_ms_per_step": round(1e3 * sum(wall["xla"]) / steps, 2),
+            "graph_cpu_ms_per_step": round(1e3 * sum(cpu["graph"]) / steps, 2),
+            "xla_cpu_ms_per_step": round(1e3 * sum(cpu["xla"]) / steps, 2),
+            "speedup_wall": round(sum(wall["graph"]) / sum(wall["xla"]), 3),
+            "speedup_cpu": round(sum(cpu["graph"]) / sum(cpu["xla"]), 3),
+            "first_call_s": compile_s, "build_s": build_s,
+            "threads": {"at_start": thread_counts[0], "after_graph_trainer": thread_counts[1],
+                        "after_xla_trainer": thread_counts[2]},
+            "xla_pass_cpu_by_thread_s": busy,
+            "op_determinism": True}  # enabled above, as in every simulation worker
 
 
 # --------------------------------------------------------------------------- sim
@@ -293,4 +393,4 @@ def flower(case: dict) -> dict:
 
 if __name__ == "__main__":
     spec = json.loads(sys.argv[1])
-    emit({"pure": pure, "sim": sim, "flower": flower}[spec["kind"]](spec))
+    emit({"pure": pure, "sim": sim, "flower": flower, "xla": xla}[spec["kind"]](spec))

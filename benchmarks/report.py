@@ -45,7 +45,7 @@ def _cases(r: dict) -> list[dict]:
 def table() -> str:
     lines = []
     runs = {n: _load(n) for n in ("bench_overhead", "bench_flower", "bench_workers",
-                                  "bench_population", "bench_export", "run_all")}
+                                  "bench_population", "bench_export", "bench_xla", "run_all")}
     any_r = runs["run_all"] or next((r for r in runs.values() if r), None)  # the run's own date
     if any_r is None:
         return "No results yet: run `make bench`."
@@ -85,6 +85,18 @@ def table() -> str:
     if w:
         lines.append(f"| 2 workers vs 1, cohort {w['cohort']}: speed-up (rounds 2..{w['rounds']}) "
                      f"| {w['speedup_steady']:.2f}x | >= {w['target']['speedup_min']}x | {_met(w['met'])} | {_load_text(w)} |")
+    x = runs["bench_xla"]
+    if x:
+        for row in x["results"]:
+            target = row["model"] == x["target"]["model"]
+            lines.append(f"| local step: XLA vs graph, {row['model']} (1 thread, op determinism) "
+                         f"| {row['speedup_wall']:.2f}x ({row['graph_ms_per_step']:.1f} vs {row['xla_ms_per_step']:.1f} ms per step) "
+                         + (f"| >= {x['target']['speedup_min']}x | {_met(row['speedup_wall'] >= x['target']['speedup_min'])} "
+                            if target else "| | ")
+                         + f"| {_load_text({'results': [{'cases': {'xla': row}}], 'machine': m})} |")
+            lines.append(f"| local step: same, in CPU seconds (load-robust), {row['model']} | {row['speedup_cpu']:.2f}x | | | |")
+            lines.append(f"| XLA compile per worker (first call), {row['model']} | {row['first_call_s']['xla']:.1f} s "
+                         f"(graph trace {row['first_call_s']['graph']:.1f} s) | | | |")
     p = runs["bench_population"]
     if p:
         t = p["target"]

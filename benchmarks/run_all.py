@@ -13,7 +13,8 @@ import time
 
 from benchmarks.common import REPO, loadavg, write_result
 
-BENCHMARKS = ["bench_overhead", "bench_flower", "bench_workers", "bench_population", "bench_export"]
+BENCHMARKS = ["bench_overhead", "bench_flower", "bench_workers", "bench_population", "bench_export",
+              "bench_xla"]
 
 
 def main(argv: list[str]) -> int:

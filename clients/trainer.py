@@ -2,16 +2,26 @@
 
 One ``LocalTrainer`` lives per worker process and is reused for every client that process
 trains (pfl-research's "one model per worker"): weights are assigned, never rebuilt, and
-the whole local pass runs in one compiled ``tf.function`` whose shapes never change, so
-Keras/TF trace it once per process.
+the whole local pass runs in one ``tf.function`` traced once per process.
+
+With ``client.xla`` the per-batch step (forward, backward, optimizer update) is compiled
+by XLA (``tf.function(jit_compile=True)``). Its input has one static shape, [batch_size,
+seq_len + 1], so XLA compiles it once per process; the loop over a client's 4-32 batches is
+a graph loop around that one executable, so a new number of local steps never recompiles.
+Nothing is padded to a fixed step count: a masked extra step would still advance an
+adaptive optimizer's moments and step counter. The compile happens at construction, on an
+all-PAD batch (zero loss, zero gradients, see ``_warm_up``); its time is in ``compile_s``.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import tensorflow as tf
 
 from fl_sim.config import ExperimentConfig
+from fl_sim.data import PAD_ID
 from fl_sim.evaluation import Evaluator, masked_mean_loss, pad_to_batches
 from fl_sim.models import build_model
 from fl_sim.seeding import rng
@@ -23,25 +33,44 @@ class LocalTrainer:
         self.model = build_model(cfg.model, vocab_size, seq_len, seed=cfg.experiment.seed)
         self.variables = self.model.trainable_variables
         self.lr = tf.Variable(cfg.client.lr, trainable=False, dtype=tf.float32)
-        self.evaluator = Evaluator(self.model)
+        self.evaluator = Evaluator(self.model, jit_compile=cfg.client.xla)
         model, variables, lr = self.model, self.variables, self.lr
+        batch_shape = [cfg.client.batch_size, seq_len + 1]
 
-        # Plain SGD written out: the client optimizer has no state to reset between
-        # clients, and the loop over batches stays inside the graph (no Python per step).
-        @tf.function(input_signature=[tf.TensorSpec([None, None, seq_len + 1], tf.int32)])
+        def step(batch):
+            with tf.GradientTape() as tape:
+                loss = masked_mean_loss(model(batch[:, :-1], training=True), batch[:, 1:])
+            grads = tape.gradient(loss, variables)
+            # Plain SGD written out: no optimizer state to reset between clients.
+            for v, g in zip(variables, grads):
+                v.assign_sub(lr * g)
+            return loss
+
+        if cfg.client.xla:
+            step = tf.function(step, jit_compile=True,
+                               input_signature=[tf.TensorSpec(batch_shape, tf.int32)])
+
+        # The loop over batches stays inside the graph (no Python per step).
+        @tf.function(input_signature=[tf.TensorSpec([None, *batch_shape], tf.int32)])
         def _local_pass(batches):
             total = tf.constant(0.0)
             for i in tf.range(tf.shape(batches)[0]):
-                batch = batches[i]
-                with tf.GradientTape() as tape:
-                    loss = masked_mean_loss(model(batch[:, :-1], training=True), batch[:, 1:])
-                grads = tape.gradient(loss, variables)
-                for v, g in zip(variables, grads):
-                    v.assign_sub(lr * g)
-                total += loss
+                total += step(batches[i])
             return total
 
         self._local_pass = _local_pass
+        self.compile_s = self._warm_up(batch_shape)
+
+    def _warm_up(self, batch_shape: list[int]) -> float:
+        """Trace (and with XLA compile) the local pass now; return the seconds it took.
+
+        The batch is all PAD, so every target is masked: the loss and every gradient are
+        exactly 0 and the SGD step leaves the weights as they are.
+        """
+        t0 = time.perf_counter()
+        self._local_pass(tf.fill([1, *batch_shape], PAD_ID))
+        self.variables[0].numpy()
+        return time.perf_counter() - t0
 
     def get_weights(self) -> list[np.ndarray]:
         return [v.numpy() for v in self.variables]

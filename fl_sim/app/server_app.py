@@ -190,7 +190,7 @@ class FederatedRun:
         cfg = self.cfg
         self.corpus = corpus = load_server_corpus(cfg.data, cfg.experiment.seed)
         self.model = build_model(cfg.model, corpus.vocab.size, corpus.seq_len, seed=cfg.experiment.seed)
-        self.evaluator = Evaluator(self.model)
+        self.evaluator = Evaluator(self.model, jit_compile=cfg.client.xla)
         self.eval_seqs = corpus.eval_sequences(cfg.server.eval_max_sequences)
         self.baseline = corpus.most_frequent_baseline(cfg.server.eval_max_sequences)
         self.strategy = make_strategy(cfg.server.strategy, cfg, corpus.train_client_ids, dumps_toml(cfg))
