@@ -85,7 +85,7 @@ class ClientConfig:
     local_epochs: int = _f(1, lo=1)
     batch_size: int = _f(16, lo=1)
     max_steps: int = _f(0, lo=0, doc="cap on local SGD steps per round (0 = no cap)")
-    xla: bool = _f(True, doc="compile the local step and evaluation with XLA (clients/trainer.py)")
+    xla: bool = _f(False, doc="compile the local step and evaluation with XLA (clients/trainer.py)")
 
 
 @dataclass(frozen=True)
