@@ -117,6 +117,14 @@ class SimulationConfig:
     client_failure_rate: float = _f(0.0, lo=0.0, hi=1.0,
                                     doc="fault injection: each sampled client crashes mid-round "
                                         "with this probability, drawn from (seed, round, client)")
+    ray_address: str = _f("", doc="'' = start a local Ray with num_workers CPUs; 'auto' or "
+                                   "host:port = run on that existing Ray cluster (docs/deployment.md)")
+    cpus_per_worker: float = _f(1.0, lo=0.0, lo_open=True,
+                                doc="Ray CPUs each worker reserves on an existing cluster: a node with "
+                                    "C CPUs runs floor(C / cpus_per_worker) workers (a local Ray "
+                                    "always runs num_workers)")
+    gpus_per_worker: float = _f(0.0, lo=0.0, doc="Ray GPUs each worker reserves; a fraction shares a "
+                                                 "GPU (0.25 = four workers per GPU)")
 
 
 @dataclass(frozen=True)
@@ -343,7 +351,20 @@ def _check_conflicts(cfg: ExperimentConfig, where: str, explicit: set[str], gene
                 + ", ".join(keys))
 
 
+def _check_ray_address(address: str, where: str) -> None:
+    if address in ("", "auto"):
+        return
+    host, sep, port = address.rpartition(":")
+    if (sep and host and not any(c.isspace() for c in host) and "/" not in host
+            and port.isdigit() and 0 < int(port) < 65536):
+        return
+    raise ConfigError(f"{where}: simulation.ray_address = {address!r}: expected '' (start a local "
+                      "Ray), 'auto' or host:port of a running Ray cluster's head, e.g. "
+                      "'10.0.0.5:6379'")
+
+
 def _check_cross_fields(cfg: ExperimentConfig, where: str) -> None:
+    _check_ray_address(cfg.simulation.ray_address, where)
     d = cfg.data
     if d.source in ("jsonl", "folder", "stackoverflow_sqlite") and not d.path:
         raise ConfigError(f"{where}: data.path = '': expected a path when data.source = {d.source!r}")

@@ -159,6 +159,10 @@ def cmd_run(args, parser) -> int:
     try:
         simulate(cfg, run_dir, resume=bool(args.resume), verbose=args.verbose,
                  progress=lambda s: print(s, flush=True))
+    except ConfigError as exc:  # a setting the Ray cluster cannot satisfy (no worker fits)
+        if not args.resume and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # raised before the run wrote anything
+        return _usage_error(str(exc))
     except Exception as exc:  # the run's own failure: say where its files are
         print(f"fl-sim: run failed: {exc}\nPartial results (resumable): {run_dir}", file=sys.stderr)
         return 1

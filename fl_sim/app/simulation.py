@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
-from fl_sim.config import ExperimentConfig
+from fl_sim.config import ConfigError, ExperimentConfig
 
 
 def pin_ray_to_loopback() -> None:
@@ -40,8 +41,11 @@ def quiet_libraries(verbose: bool = False) -> None:
 NODES_PER_WORKER = 2
 
 
-def num_supernodes(cfg: ExperimentConfig) -> int:
+def num_supernodes(cfg: ExperimentConfig, workers: int | None = None) -> int:
     """Simulated SuperNodes: ``simulation.num_supernodes``, or a few per worker.
+
+    ``workers``: the size of Flower's worker pool (default ``simulation.num_workers``; on
+    an existing cluster, what its nodes fit).
 
     Any node trains any client (the message names the clients), so the node count only
     decides how a cohort is split into messages. Flower's in-memory runtime polls every
@@ -52,13 +56,79 @@ def num_supernodes(cfg: ExperimentConfig) -> int:
     """
     if cfg.simulation.num_supernodes:
         return cfg.simulation.num_supernodes
-    return max(1, min(cfg.server.clients_per_round, NODES_PER_WORKER * cfg.simulation.num_workers))
+    workers = cfg.simulation.num_workers if workers is None else workers
+    return max(1, min(cfg.server.clients_per_round, NODES_PER_WORKER * workers))
+
+
+def ray_backend_config(cfg: ExperimentConfig, verbose: bool = False) -> dict:
+    """Flower's RayBackend config: a local Ray of ``num_workers`` CPUs, or a running cluster.
+
+    Flower sizes its actor pool from Ray's resources: per node, floor(node CPUs / num_cpus),
+    capped by floor(node GPUs / num_gpus) when a worker needs a GPU. A local Ray is started
+    with num_workers CPUs and one per worker, so num_workers workers run (fewer when the
+    GPUs Ray detects do not give each its gpus_per_worker). A cluster's nodes already declare their CPUs and GPUs
+    (``ray start --num-cpus/--num-gpus``); Ray refuses num_cpus/num_gpus when connecting.
+    """
+    sim = cfg.simulation
+    init_args: dict = {"logging_level": logging.INFO if verbose else logging.ERROR,
+                       "log_to_driver": verbose}
+    if sim.ray_address:
+        init_args["address"] = sim.ray_address
+        cpus = sim.cpus_per_worker
+    else:
+        init_args.update(num_cpus=sim.num_workers, include_dashboard=False)
+        cpus = 1
+    return {"client_resources": {"num_cpus": cpus, "num_gpus": sim.gpus_per_worker},
+            "init_args": init_args}
+
+
+def start_ray(cfg: ExperimentConfig, verbose: bool = False) -> dict:
+    """Start (or join) Ray as Flower's RayBackend would; return the pool it will build.
+
+    Flower starts Ray itself unless it is already running in this process, and only
+    learns in its backend thread that no worker fits, as an "ActorPool is empty" crash.
+    Starting it here names the setting instead and tells how many workers a cluster fits
+    before the supernodes are counted. ``{"workers", "nodes", "cpus", "gpus"}``.
+    """
+    import ray
+    from flwr.simulation.ray_transport.ray_actor import pool_size_from_resources
+
+    backend = ray_backend_config(cfg, verbose)
+    if not ray.is_initialized():
+        # What Flower's RayBackend.init_ray passes: workers import this process's modules
+        # (fl_sim, clients, strategies) from the same paths.
+        pythonpath = os.pathsep.join(filter(None, [*sys.path, os.environ.get("PYTHONPATH")]))
+        os.environ["PYTHONPATH"] = pythonpath
+        ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+                 **{"include_dashboard": False, **backend["init_args"]})
+    alive = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources")]
+    cpus = sum(n["Resources"].get("CPU", 0) for n in alive)
+    gpus = sum(n["Resources"].get("GPU", 0) for n in alive)
+    try:
+        workers = pool_size_from_resources(backend["client_resources"])
+    except ValueError:
+        ray.shutdown()
+        sim = cfg.simulation
+        # A local Ray has a CPU for every worker: only the GPU request can fail to fit there.
+        keys = [f"simulation.cpus_per_worker = {sim.cpus_per_worker:g}"] if sim.ray_address else []
+        if sim.gpus_per_worker:
+            keys.append(f"simulation.gpus_per_worker = {sim.gpus_per_worker:g}")
+        where = f"the Ray cluster at {sim.ray_address}" if sim.ray_address else "the local Ray"
+        raise ConfigError(
+            f"{cfg.source}: {', '.join(keys)}: no worker fits on any node of {where} "
+            f"(CPU {cpus:g}, GPU {gpus:g} over {len(alive)} nodes)") from None
+    return {"workers": workers, "nodes": len(alive), "cpus": cpus, "gpus": gpus}
 
 
 def simulate(cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, verbose: bool = False,
              progress=print) -> None:
-    """Train ``cfg`` into ``run_dir`` with ``simulation.num_workers`` Ray worker processes."""
-    pin_ray_to_loopback()
+    """Train ``cfg`` into ``run_dir`` with Ray worker processes (a local Ray, or a cluster's).
+
+    Only the ClientApp workers run on the cluster: the ServerApp runs in this process, so
+    the run directory is written on this machine.
+    """
+    if not cfg.simulation.ray_address:
+        pin_ray_to_loopback()  # a cluster's nodes must reach this driver on its real address
     from flwr.simulation import run_simulation
 
     from fl_sim.app import stopping
@@ -70,14 +140,13 @@ def simulate(cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, verb
     from clients.app import app as client_app
     from fl_sim.app.server_app import make_server_app
 
-    nodes = num_supernodes(cfg)
+    ray_pool = start_ray(cfg, verbose)
+    if cfg.simulation.ray_address:
+        progress(f"ray: {cfg.simulation.ray_address}: {ray_pool['workers']} workers on "
+                 f"{ray_pool['nodes']} nodes (CPU {ray_pool['cpus']:g}, GPU {ray_pool['gpus']:g})")
+    nodes = num_supernodes(cfg, ray_pool["workers"])
     server_app = make_server_app(cfg, run_dir, resume=resume, min_nodes=nodes, progress=progress)
-    backend_config = {
-        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-        "init_args": {"num_cpus": cfg.simulation.num_workers, "include_dashboard": False,
-                      "logging_level": logging.INFO if verbose else logging.ERROR,
-                      "log_to_driver": verbose},
-    }
+    backend_config = ray_backend_config(cfg, verbose)
     run_simulation(server_app=server_app, client_app=client_app, num_supernodes=nodes,
                    backend_name=cfg.simulation.backend, backend_config=backend_config,
                    verbose_logging=verbose)
