@@ -29,12 +29,12 @@ def _configure_tf_threads() -> None:
     # The allocator is tuned here too: once per process, before the first local pass.
     import tensorflow as tf
 
-    from fl_sim.gpu_memory import enable_memory_growth
+    from fl_sim.gpus import configure_gpus
     from fl_sim.malloc import tune_malloc
 
     if _CACHE.get("tf-configured"):
         return
-    enable_memory_growth()  # before any op: workers placed on one GPU must share its memory
+    configure_gpus()  # before any op: workers placed on one GPU must share its memory
     tune_malloc()
     n = int(os.environ.get("FL_SIM_TF_THREADS", "1"))
     try:

@@ -93,10 +93,10 @@ def run_experiment(grid: Grid, cfg: ExperimentConfig, run_dir: Path, *, resume: 
                    min_nodes: int = 1, progress: Progress = print,
                    node_partitions: bool = False) -> dict:
     """Train every sub-run of ``cfg`` into ``run_dir``; return the summary."""
-    from fl_sim.gpu_memory import enable_memory_growth
+    from fl_sim.gpus import configure_gpus
     from fl_sim.malloc import tune_malloc
 
-    enable_memory_growth()  # the server's evaluation shares a GPU with local workers
+    configure_gpus()  # the server's evaluation shares a GPU with local workers
     tune_malloc()  # the server evaluates and aggregates every round
     run_dir = Path(run_dir)
     if not resume:

@@ -66,8 +66,9 @@ def ray_backend_config(cfg: ExperimentConfig, verbose: bool = False) -> dict:
     Flower sizes its actor pool from Ray's resources: per node, floor(node CPUs / num_cpus),
     capped by floor(node GPUs / num_gpus) when a worker needs a GPU. A local Ray is started
     with num_workers CPUs and one per worker, so num_workers workers run (fewer when the
-    GPUs Ray detects do not give each its gpus_per_worker). A cluster's nodes already declare their CPUs and GPUs
-    (``ray start --num-cpus/--num-gpus``); Ray refuses num_cpus/num_gpus when connecting.
+    GPUs Ray detects do not give each its gpus_per_worker). A cluster's nodes already
+    declare their CPUs and GPUs (``ray start --num-cpus/--num-gpus``), and Ray refuses
+    num_cpus/num_gpus when connecting.
     """
     sim = cfg.simulation
     init_args: dict = {"logging_level": logging.INFO if verbose else logging.ERROR,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.conftest import kill_group, run_cli, run_dirs, start_cli
+from tests.integration.conftest import REPO, kill_group, run_cli, run_dirs, start_cli
 
 SMOKE = "experiments/smoke.toml"
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -199,3 +199,28 @@ def test_bad_ray_address_exits_2_before_anything_starts(tmp_path):
     assert proc.returncode == 2
     assert "simulation.ray_address = 'ray://head:10001'" in proc.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_a_ray_worker_without_a_gpu_hides_the_gpus_and_one_with_a_share_keeps_them():
+    # Ray can be told it has a GPU that is not there; a worker reserving a share of it is
+    # assigned its id, one reserving none is not. The driver is no worker either way.
+    code = """
+import ray
+from fl_sim.gpus import ray_actor_without_gpu
+
+@ray.remote
+class Probe:
+    def ask(self):
+        return ray_actor_without_gpu(), ray.get_gpu_ids()
+
+ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR")
+cpu_only = Probe.options(num_cpus=1, num_gpus=0).remote()
+shared = Probe.options(num_cpus=1, num_gpus=0.5).remote()
+print(ray.get(cpu_only.ask.remote()), ray.get(shared.ask.remote()), ray_actor_without_gpu())
+ray.shutdown()
+"""
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[-2] == "(True, []) (False, [0]) False", proc.stdout

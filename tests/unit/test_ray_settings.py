@@ -76,11 +76,11 @@ def test_supernodes_follow_the_pool_a_cluster_fits():
 def test_memory_growth_leaves_tensorflow_uninitialised_on_a_cpu_machine():
     # Fresh process: in this one TF may already be initialised by other tests. Setting
     # thread counts raises once TF has initialised, so this shows the helper does not.
-    code = ("from fl_sim.gpu_memory import enable_memory_growth\n"
+    code = ("from fl_sim.gpus import configure_gpus\n"
             "import tensorflow as tf\n"
-            "n = enable_memory_growth()\n"
+            "n = configure_gpus()\n"
             "tf.config.threading.set_intra_op_parallelism_threads(1)\n"
-            "assert enable_memory_growth() == n\n"
+            "assert configure_gpus() == n\n"
             "print(n, len(tf.config.list_physical_devices('GPU')))\n")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
