@@ -349,6 +349,14 @@ def _check_conflicts(cfg: ExperimentConfig, where: str, explicit: set[str], gene
                 f"{where}: {k} = {value!r} is set but {switch} is false (the default), so it "
                 f"would have no effect; add {switch} = true, or remove "
                 + ", ".join(keys))
+    # As for the switches above: a file that states ray_address = "" (a resolved config) means it.
+    if ("simulation.cpus_per_worker" in explicit and not cfg.simulation.ray_address
+            and "simulation.ray_address" not in explicit):
+        raise ConfigError(
+            f"{where}: simulation.cpus_per_worker = {cfg.simulation.cpus_per_worker:g} is set but "
+            "simulation.ray_address is '' (a local Ray, which runs simulation.num_workers workers "
+            "of one CPU each), so it would have no effect; set simulation.ray_address, or remove "
+            "simulation.cpus_per_worker")
 
 
 def _check_ray_address(address: str, where: str) -> None:

@@ -45,9 +45,14 @@ def test_bad_worker_resources_name_the_key(override, needle):
     assert needle in str(e.value)
 
 
+def test_cpus_per_worker_without_a_cluster_is_an_error():
+    with pytest.raises(ConfigError) as e:
+        load_experiment(SMOKE, ["simulation.cpus_per_worker=3"])
+    assert "simulation.cpus_per_worker = 3 is set but simulation.ray_address is ''" in str(e.value)
+
+
 def test_local_ray_has_a_cpu_per_worker_and_fractional_gpus_share_a_gpu():
-    cfg = load_experiment(SMOKE, ["simulation.num_workers=4", "simulation.cpus_per_worker=3",
-                                  "simulation.gpus_per_worker=0.25"])
+    cfg = load_experiment(SMOKE, ["simulation.num_workers=4", "simulation.gpus_per_worker=0.25"])
     bc = ray_backend_config(cfg)
     # Flower's pool per node is floor(CPU / num_cpus), capped by floor(GPU / num_gpus):
     # 4 CPUs / 1 = 4 workers, and one GPU / 0.25 also fits 4.
