@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build .venv-ref: the tensorflow-privacy 0.9 reference environment (Python 3.11, TF 2.15.1)
-# used as an oracle by tests/integration/test_tfp_crosscheck.py (run: `make .venv-ref`).
+# Build .venv-ref: the tensorflow-privacy 0.9 reference environment (Python 3.11, TF 2.15.1,
+# and autodp 0.2.3.1) used as an oracle by tests/integration/test_tfp_crosscheck.py and
+# test_autodp_crosscheck.py (run: `make .venv-ref`).
 # It is separate from .venv because TF 2.15 needs protobuf<5, which current Flower cannot
 # use; fl_sim never imports anything from it.
 #
@@ -37,9 +38,10 @@ rm -rf "$VENV"
 "$PY" -m venv "$VENV"
 # pip's output goes to a log (the mirror config here prints hundreds of harmless warnings);
 # on failure its tail is shown. Wheels only: nothing in this stack should need compiling,
-# and a source build would mean a pin has no wheel for this platform.
+# and a source build would mean a pin has no wheel for this platform. The one exception is
+# autodp, a pure-Python package published only as an sdist (nothing to compile).
 if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input \
-        --only-binary=:all: -r "$REQ" >"$LOG" 2>&1; then
+        --only-binary=:all: --no-binary=autodp -r "$REQ" >"$LOG" 2>&1; then
     grep -v "^WARNING: Location" "$LOG" | tail -40 >&2
     echo "make_ref_venv: error: pip install failed (full log: $LOG)" >&2
     exit 1
@@ -64,6 +66,6 @@ if bad:
     sys.exit(f"make_ref_venv: error: installed != pinned (name: (pinned, installed)): {bad}")
 EOF
 # Fail here, not in the test, if the pins do not import together.
-CUDA_VISIBLE_DEVICES="" TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -c 'import tensorflow_privacy as tfp; from tensorflow_privacy import GaussianSumQuery, QuantileAdaptiveClipSumQuery, compute_dp_sgd_privacy; print("make_ref_venv: tensorflow-privacy", tfp.__version__, "imports")' 2> >(grep -v "Unable to register cu" >&2)
+CUDA_VISIBLE_DEVICES="" TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -c 'import tensorflow_privacy as tfp; from tensorflow_privacy import GaussianSumQuery, QuantileAdaptiveClipSumQuery, compute_dp_sgd_privacy; print("make_ref_venv: tensorflow-privacy", tfp.__version__, "imports"); import autodp.transformer_zoo; print("make_ref_venv: autodp imports")' 2> >(grep -v "Unable to register cu" >&2)
 echo "$want" > "$STAMP"
 echo "make_ref_venv: done in $(( $(date +%s) - start )) s"
