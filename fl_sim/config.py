@@ -42,10 +42,19 @@ DATA_SOURCES = ("shakespeare", "jsonl", "folder", "stackoverflow_sqlite", "synth
 class ExperimentSection:
     name: str = _f("experiment", dir_name=True, doc="results go to <output_dir>/<name>/<run_id>/")
     seed: int = _f(0, lo=0, doc="fixes client sampling, data split and order, init and noise")
+    seeds: tuple[int, ...] = _f(None, factory=tuple, lo=0,
+                                doc="train once per seed (instead of seed): mean, CI and paired "
+                                    "differences over seeds")
     rounds: int = _f(10, lo=1, doc="federated rounds")
     output_dir: str = _f("results", doc="root folder for run directories")
     compare: tuple[str, ...] = _f(None, factory=tuple, choices=MODEL_KINDS, dir_name=True,
                                   doc="train these model kinds side by side (one sub-run each)")
+    smooth_evals: int = _f(3, lo=1, doc="the smoothed figure: mean of the last k evaluations")
+
+    @property
+    def run_seeds(self) -> tuple[int, ...]:
+        """The seeds this experiment trains with: ``seeds``, or just ``seed``."""
+        return self.seeds or (self.seed,)
 
 
 @dataclass(frozen=True)
@@ -316,6 +325,13 @@ def from_dict(raw: dict, where: str = "<dict>", *, explicit: set[str] | None = N
         # A DP run must not read the private clients' raw word counts by default.
         sections["data"] = dataclasses.replace(
             sections["data"], vocab_source="public" if sections["privacy"].enabled else "train")
+    exp = sections["experiment"]
+    if exp.seeds and "seed" in raw.get("experiment", {}):
+        raise ConfigError(f"{where}: experiment.seed = {exp.seed} and experiment.seeds = "
+                          f"{list(exp.seeds)} are both set: expected one of them (seeds trains "
+                          "once per seed)")
+    if len(set(exp.seeds)) != len(exp.seeds):
+        raise ConfigError(f"{where}: experiment.seeds = {list(exp.seeds)}: expected distinct seeds")
     cfg = ExperimentConfig(**sections, source=where, user_keys=frozenset((explicit or set()) - generated))
     _check_cross_fields(cfg, where)
     if explicit is not None:
@@ -429,6 +445,8 @@ def to_dict(cfg: ExperimentConfig) -> dict:
     for s in SECTIONS:
         sec = dataclasses.asdict(getattr(cfg, s))
         out[s] = {k: list(v) if isinstance(v, tuple) else v for k, v in sec.items()}
+    # Only one of seed / seeds is written, so a resolved config reads back as it was.
+    out["experiment"].pop("seed" if cfg.experiment.seeds else "seeds")
     return out
 
 
@@ -479,6 +497,7 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     explicit = set() if path.name == RESOLVED_NAME else {
         f"{s}.{k}" for s, sec in raw.items() if isinstance(sec, dict) for k in sec}
     origins, made = {}, set()
+    overridden: set[str] = set()
     for text, by_tool in [*((t, False) for t in overrides), *((t, True) for t in generated)]:
         section, key, value = parse_override(text)
         if section not in SECTIONS:
@@ -487,6 +506,13 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
+        other = {"seed": "seeds", "seeds": "seed"}.get(key) if section == "experiment" else None
+        if other and other not in overridden:
+            # An override of one replaces the file's choice of the other; both given as
+            # overrides (or both in the file) is still the error from_dict reports.
+            raw[section].pop(other, None)
+        if section == "experiment":
+            overridden.add(key)
         raw[section][key] = value
         origins[f"{section}.{key}"] = f"{where} (--set {text})"
         (made if by_tool else explicit).add(f"{section}.{key}")

@@ -47,7 +47,7 @@ def new_run_dir(cfg: ExperimentConfig, output_dir: str | None = None) -> Path:
     root = Path(output_dir or cfg.experiment.output_dir) / cfg.experiment.name
     root.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-s{cfg.experiment.seed}"
+    base = f"{stamp}-s{'_'.join(map(str, cfg.experiment.run_seeds))}"
     for i in range(1000):
         path = root / (base if i == 0 else f"{base}-{i}")
         try:
@@ -81,7 +81,8 @@ def write_run_files(run_dir: Path, cfg: ExperimentConfig, extra: dict | None = N
             versions[pkg] = None
     manifest = {
         "experiment": cfg.experiment.name,
-        "seed": cfg.experiment.seed,
+        "seed": None if cfg.experiment.seeds else cfg.experiment.seed,
+        "seeds": list(cfg.experiment.run_seeds),
         "config_source": cfg.source,
         "git_commit": git_commit(),
         "packages": versions,
@@ -140,3 +141,25 @@ class MetricsLog:
         """On resume: drop rows after the checkpointed round (they will be recomputed)."""
         kept = [r for r in self.rows() if r.get("type") == "round" and r["round"] <= last_round]
         atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+
+
+
+#: Eval metrics that get a smoothed figure (the mean of the last k evaluations).
+SMOOTHED_KEYS = ("word_top1", "word_top3", "accuracy_no_oov_eos", "accuracy", "perplexity")
+
+
+def smoothed(rows: list[dict], k: int) -> dict:
+    """``smoothed_<metric>``: the mean of the last ``k`` evaluation rows' ``eval_<metric>``.
+
+    One evaluation of a small model swings with the last few cohorts (SI-CIFG's accuracy
+    moved 0.08-0.15 between evaluations of one demo run); the mean of the last few is a
+    steadier figure for the end of training. ``smoothed_evals`` says how many were
+    averaged (fewer than ``k`` when the run evaluated fewer times).
+    """
+    evals = [r for r in rows if r.get("type") == "round" and r.get("eval_loss") is not None][-k:]
+    out: dict = {"smoothed_evals": len(evals),
+                 "smoothed_rounds": [int(r["round"]) for r in evals]}
+    for key in SMOOTHED_KEYS:
+        vals = [r[f"eval_{key}"] for r in evals if r.get(f"eval_{key}") is not None]
+        out[f"smoothed_{key}"] = sum(vals) / len(vals) if vals and len(vals) == len(evals) else None
+    return out

@@ -21,6 +21,7 @@ EPILOG = """examples:
   fl-sim run --resume results/demo/20261123-101500-s0
   fl-sim sweep experiments/sweeps/dp_frontier.toml
   fl-sim export results/demo/20261123-101500-s0
+  fl-sim compare results/demo/20261123-101500-s0_1_2 --metric word_top1 --metric perplexity
 """
 
 
@@ -62,6 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
     sweep.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
 
+    cmp = sub.add_parser(
+        "compare", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="compare finished runs (experiments, seeds, machines): mean ± CI, paired differences",
+        description="Compare finished runs. Each RUN_DIR is a run directory (a plain run, a "
+                    "comparison or a multi-seed run). Runs are grouped by model (and experiment, "
+                    "when they differ), or with --by run by RUN_DIR; every group gets the mean, "
+                    "sample sd and 95%% t-interval of each metric over its runs (seeds), and every "
+                    "pair of groups the difference, paired by seed when the seeds match one to "
+                    "one, else Welch's interval. Values come from each run's metrics.jsonl (its "
+                    "final row). Writes compare.md, compare.csv, compare.json and compare.png.",
+        epilog="examples:\n  fl-sim compare results/demo/20261201-090000-s0_1_2\n"
+               "  fl-sim compare results/cifg/*-s0 results/si_cifg/*-s0 --metric word_top3\n"
+               "  fl-sim compare machineA/run machineB/run --by run --out /tmp/cmp\n")
+    cmp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run directories")
+    cmp.add_argument("--metric", dest="metrics", action="append", metavar="NAME",
+                     help="metric to compare (repeatable; default: word_top1 and word_top3); a short "
+                          "name such as word_top1, smoothed_word_top1, accuracy_no_oov_eos, "
+                          "perplexity, or a final-row key such as eval_word_top1")
+    cmp.add_argument("--by", choices=("model", "run"), default="model",
+                     help="group runs by model (default) or by RUN_DIR argument")
+    cmp.add_argument("--out", help="output folder (default: results/compare/<UTC time>)")
+
     from fl_sim.export.cli import add_export_parser  # no TensorFlow import until it runs
 
     add_export_parser(sub)
@@ -95,6 +118,8 @@ def _dispatch(argv: list[str] | None) -> int:
         return cmd_run(args, parser)
     if args.command == "sweep":
         return cmd_sweep(args)
+    if args.command == "compare":
+        return cmd_compare(args)
     if args.command == "cluster":
         from fl_sim.app.cluster import cmd_cluster
 
@@ -230,6 +255,23 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from datetime import datetime, timezone
+
+    from fl_sim.comparison import CompareError, compare, compare_markdown, write_compare
+
+    try:
+        result = compare(args.run_dirs, args.metrics or ["word_top1", "word_top3"], by=args.by)
+    except CompareError as exc:
+        return _usage_error(str(exc))
+    out = Path(args.out) if args.out else (
+        Path("results") / "compare" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
+    files = write_compare(result, out)
+    print(compare_markdown({k: v for k, v in result.items() if not k.startswith("_")}))
+    print("Wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
 class _DataProblem(Exception):
     pass
 
@@ -251,7 +293,7 @@ def _check_data_early(cfg):
     from fl_sim.data import DataError, load_corpus
 
     try:
-        corpus = load_corpus(cfg.data, cfg.experiment.seed)
+        corpus = load_corpus(cfg.data, cfg.experiment.run_seeds[0])
     except DataError as exc:
         raise _DataProblem(str(exc)) from None
     except OSError as exc:  # an unwritable cache (a cache hit only reads) or unreadable input

@@ -92,7 +92,7 @@ def sub_runs(cfg: ExperimentConfig) -> list[tuple[str, ExperimentConfig]]:
 def run_experiment(grid: Grid, cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False,
                    min_nodes: int = 1, progress: Progress = print,
                    node_partitions: bool = False) -> dict:
-    """Train every sub-run of ``cfg`` into ``run_dir``; return the summary."""
+    """Train every sub-run of ``cfg`` (every seed, every model) into ``run_dir``; return the summary."""
     from fl_sim.gpus import configure_gpus
     from fl_sim.malloc import tune_malloc
 
@@ -101,6 +101,19 @@ def run_experiment(grid: Grid, cfg: ExperimentConfig, run_dir: Path, *, resume: 
     run_dir = Path(run_dir)
     if not resume:
         results.write_run_files(run_dir, cfg)
+    opts = {"min_nodes": min_nodes, "progress": progress, "node_partitions": node_partitions}
+    if cfg.experiment.seeds:
+        summary = run_seeds(grid, cfg, run_dir, **opts)
+    else:
+        summary = train_models(grid, cfg, run_dir, **opts)
+        progress(summary_table(summary))
+    progress(f"Run directory: {run_dir}")
+    return summary
+
+
+def train_models(grid: Grid, cfg: ExperimentConfig, run_dir: Path, *, min_nodes: int,
+                 progress: Progress, node_partitions: bool, tag: str = "") -> dict:
+    """One seed: every model of ``cfg`` into ``run_dir`` (or its per-model folders)."""
     summaries = {}
     for name, sub_cfg in sub_runs(cfg):
         sub_dir = run_dir / name if name else run_dir
@@ -108,18 +121,44 @@ def run_experiment(grid: Grid, cfg: ExperimentConfig, run_dir: Path, *, resume: 
         if name and not (sub_dir / "config.resolved.toml").exists():
             results.write_run_files(sub_dir, sub_cfg, {"parent_run": str(run_dir)})
         summaries[name or sub_cfg.model.kind] = FederatedRun(
-            grid, sub_cfg, sub_dir, progress=progress, label=name or sub_cfg.model.kind,
+            grid, sub_cfg, sub_dir, progress=progress, label=(name or sub_cfg.model.kind) + tag,
             node_partitions=node_partitions,
         ).run(min_nodes=min_nodes)
-    summary = write_summary(run_dir, cfg, summaries)
+    summary = write_summary(run_dir, cfg, summaries, one_of_seeds=bool(tag))
     statements = {name: f["privacy_statement"] for name, f in summaries.items()
                   if f.get("privacy_statement")}
     if statements:  # last: the listing names every file the run wrote
         from fl_sim.privacy.release import rules_for, write_statement
 
         write_statement(run_dir, statements, rules_for(cfg))
-    progress(summary_table(summary))
-    progress(f"Run directory: {run_dir}")
+    return summary
+
+
+def seed_config(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
+    return cfg.replace(experiment=dataclasses.replace(cfg.experiment, seed=seed, seeds=()))
+
+
+def run_seeds(grid: Grid, cfg: ExperimentConfig, run_dir: Path, *, progress: Progress, **opts) -> dict:
+    """``experiment.seeds``: one complete run per seed in ``run_dir/seed-<s>/``, then the
+    statistics over seeds. A seed whose summary.json exists is done (resume skips it)."""
+    finals: dict[int, dict] = {}
+    seeds = cfg.experiment.seeds
+    for i, seed in enumerate(seeds, 1):
+        seed_dir = run_dir / f"seed-{seed}"
+        if (seed_dir / "summary.json").is_file():
+            finals[seed] = json.loads((seed_dir / "summary.json").read_text())["models"]
+            progress(f"[seed {seed}] finished earlier: {seed_dir}")
+            continue
+        seed_dir.mkdir(exist_ok=True)
+        seed_cfg = seed_config(cfg, seed)
+        if not (seed_dir / "config.resolved.toml").exists():
+            results.write_run_files(seed_dir, seed_cfg, {"parent_run": str(run_dir)})
+        progress(f"[seed {seed}] seed {i} of {len(seeds)} -> {seed_dir}")
+        summary = train_models(grid, seed_cfg, seed_dir, progress=progress, tag=f" s{seed}", **opts)
+        progress(summary_table(summary, one_of_seeds=True))
+        finals[seed] = summary["models"]
+    summary = write_seeds_summary(run_dir, cfg, finals)
+    progress(seeds_summary_text(summary))
     return summary
 
 
@@ -184,6 +223,8 @@ class FederatedRun:
         import tensorflow as tf
 
         from fl_sim.data.server_corpus import load_server_corpus
+        from fl_sim.data.baselines import eval_baselines, flat_baselines
+        from fl_sim.data.targets import word_mask
         from fl_sim.evaluation import Evaluator
         from fl_sim.models import build_model
         from fl_sim.partitioning import local_steps
@@ -192,9 +233,12 @@ class FederatedRun:
         cfg = self.cfg
         self.corpus = corpus = load_server_corpus(cfg.data, cfg.experiment.seed)
         self.model = build_model(cfg.model, corpus.vocab.size, corpus.seq_len, seed=cfg.experiment.seed)
-        self.evaluator = Evaluator(self.model, jit_compile=cfg.client.xla)
+        self.evaluator = Evaluator(self.model, word_mask=word_mask(corpus.vocab),
+                                   jit_compile=cfg.client.xla)
         self.eval_seqs = corpus.eval_sequences(cfg.server.eval_max_sequences)
+        self.eval_owner = corpus.eval_row_clients(cfg.server.eval_max_sequences)  # clustered SE
         self.baseline = corpus.most_frequent_baseline(cfg.server.eval_max_sequences)
+        self.baselines = flat_baselines(eval_baselines(self.eval_seqs, corpus.vocab))
         self.strategy = make_strategy(cfg.server.strategy, cfg, corpus.train_client_ids, dumps_toml(cfg))
         # Lets the strategy give every node an equal share of the round's SGD steps.
         self.strategy.set_client_cost(lambda cid: local_steps(cfg.client, corpus.num_train_sequences(cid)))
@@ -268,7 +312,7 @@ class FederatedRun:
     def _evaluate(self) -> dict:
         for v, w in zip(self.model.trainable_variables, self.weights):
             v.assign(w)
-        return self.evaluator.evaluate(self.eval_seqs)
+        return self.evaluator.evaluate(self.eval_seqs, self.eval_owner)
 
     def _record(self, row: dict) -> None:
         """metrics.jsonl, checkpoint, TensorBoard and the progress line for one round."""
@@ -297,8 +341,9 @@ class FederatedRun:
         final = {"type": "final", "model": cfg.model.kind, "rounds": cfg.experiment.rounds,
                  "parameters": self.n_params, "baseline_accuracy": baseline["accuracy"],
                  "baseline_accuracy_no_oov_eos": baseline["accuracy_no_oov_eos"],
-                 "baseline_word": baseline.get("word"),
+                 "baseline_word": baseline.get("word"), **self.baselines,
                  **{f"eval_{k}": v for k, v in last_eval.items()},
+                 **results.smoothed(self.log.rows(), cfg.experiment.smooth_evals),
                  "rounds_completed": max((int(r["round"]) for r in self.log.rows()
                                           if "abort_reason" not in r), default=0),
                  "stopped_reason": stop_reason,
@@ -311,7 +356,7 @@ class FederatedRun:
                                       "# Privacy statement\n\n" + final["privacy_statement"] + "\n")
         np.savez(self.run_dir / "final_weights.npz", *self.weights)
         learning_curves({cfg.model.kind: self.log.rows()}, self.run_dir / "plots" / "learning_curves.png",
-                        title=f"{cfg.experiment.name}: {cfg.model.kind}", baseline=baseline["accuracy"])
+                        title=f"{cfg.experiment.name}: {cfg.model.kind}", baselines=_baseline_lines(final))
         return final
 
     def _append(self, row: dict) -> dict:
@@ -336,24 +381,44 @@ class FederatedRun:
             parts.append("SKIPPED")
         if "train_loss" in row:
             parts.append(f"train_loss {row['train_loss']:.3f}")
-        if "eval_accuracy" in row:
-            parts.append(f"eval acc {row['eval_accuracy']:.4f} ppl {row['eval_perplexity']:.1f}")
+        if "eval_word_top1" in row:
+            parts.append(f"eval word top-1 {row['eval_word_top1']:.4f} top-3 {row['eval_word_top3']:.4f} "
+                         f"ppl {row['eval_perplexity']:.1f}")
         parts.append(f"{row['round_time_s']:.1f}s")
         return "  ".join(parts)
 
 
-def write_summary(run_dir: Path, cfg: ExperimentConfig, finals: dict[str, dict]) -> dict:
+def _rows(run_dir: Path, seed: int, finals: dict[str, dict]) -> list[dict]:
+    from fl_sim.comparison import row
+
+    single = len(finals) == 1 and (run_dir / "metrics.jsonl").exists()
+    return [row(f, model=name, seed=seed, run_dir=str(run_dir if single else run_dir / name))
+            for name, f in finals.items()]
+
+
+def _baseline_lines(final: dict) -> dict[str, float]:
+    """The baselines drawn on the word top-1 panel."""
+    return {k: final[f"baseline_{k}"] for k in ("constant_word_top1", "unigram_word_top1")
+            if final.get(f"baseline_{k}") is not None}
+
+
+def write_summary(run_dir: Path, cfg: ExperimentConfig, finals: dict[str, dict], *,
+                  one_of_seeds: bool = False) -> dict:
+    """summary.json / summary.md (and the combined plot of a comparison) for one seed."""
+    from fl_sim.comparison import summarize_rows
     from fl_sim.plots import learning_curves
 
+    rows = _rows(run_dir, cfg.experiment.seed, finals)
     summary = {"experiment": cfg.experiment.name, "seed": cfg.experiment.seed,
-               "run_dir": str(run_dir), "models": finals}
+               "seeds": [cfg.experiment.seed], "run_dir": str(run_dir), "models": finals,
+               "per_seed": rows, **summarize_rows(rows, list(finals))}
     results.atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     if len(finals) > 1:
         runs = {name: results.MetricsLog(run_dir / name / "metrics.jsonl").rows() for name in finals}
-        base = next(iter(finals.values()))["baseline_accuracy"]
         learning_curves(runs, run_dir / "plots" / "learning_curves.png",
-                        title=f"{cfg.experiment.name}: " + " vs ".join(finals), baseline=base)
-    text = summary_table(summary) + "\n"
+                        title=f"{cfg.experiment.name}: " + " vs ".join(finals),
+                        baselines=_baseline_lines(next(iter(finals.values()))))
+    text = summary_table(summary, one_of_seeds=one_of_seeds) + "\n"
     for name, f in finals.items():
         if f.get("privacy_statement"):
             text += f"\n## Privacy: {name}\n\n{f['privacy_statement']}\n"
@@ -363,7 +428,50 @@ def write_summary(run_dir: Path, cfg: ExperimentConfig, finals: dict[str, dict])
     return summary
 
 
-def summary_table(summary: dict) -> str:
+def write_seeds_summary(run_dir: Path, cfg: ExperimentConfig, finals: dict[int, dict[str, dict]]) -> dict:
+    """summary.json / summary.md / plots over the seeds of ``experiment.seeds``.
+
+    ``finals[seed][model]`` is that seed's final metrics row of that model.
+    """
+    from fl_sim.comparison import summarize_rows
+    from fl_sim.plots import seed_bands
+
+    models = list(next(iter(finals.values())))
+    rows = [r for seed, fs in finals.items() for r in _rows(run_dir / f"seed-{seed}", seed, fs)]
+    stopped = {m: [f"seed {seed}: {fs[m]['stopped_reason']}" for seed, fs in finals.items()
+                   if fs[m].get("stopped_reason")] for m in models}
+    summary = {"experiment": cfg.experiment.name, "seed": None, "seeds": list(finals),
+               "run_dir": str(run_dir),
+               "models": {m: {"stopped_reason": "; ".join(stopped[m]) or None,
+                              "seed_dirs": [str(run_dir / f"seed-{s}") for s in finals]}
+                          for m in models},
+               "per_seed": rows, **summarize_rows(rows, models)}
+    results.atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    curves = {m: [results.MetricsLog(Path(r["run_dir"]) / "metrics.jsonl").rows()
+                  for r in rows if r["model"] == m] for m in models}
+    first = finals[next(iter(finals))][models[0]]
+    seed_bands(curves, run_dir / "plots" / "learning_curves.png", baselines=_baseline_lines(first),
+               title=f"{cfg.experiment.name}: " + " vs ".join(models) + f" ({len(finals)} seeds)")
+    text = seeds_summary_text(summary) + "\n"
+    for m, reasons in stopped.items():
+        text += "".join(f"\n{m} stopped early, {r}\n" for r in reasons)
+    results.atomic_write_text(run_dir / "summary.md", text)
+    return summary
+
+
+def seeds_summary_text(summary: dict) -> str:
+    from fl_sim.comparison import seeds_table, verdict_lines
+
+    text = seeds_table(summary)
+    verdicts = verdict_lines(summary)
+    if verdicts:
+        text += "\n\nVerdict (paired by seed, 95% t-interval):\n" + "\n".join(f"  {v}" for v in verdicts)
+    return text
+
+
+def summary_table(summary: dict, *, one_of_seeds: bool = False) -> str:
+    from fl_sim.comparison import baselines_text
+
     private = any("epsilon_rdp" in f for f in summary["models"].values())
     # Deployment-scale accounting: the headline epsilon is for the stated deployment; the
     # table says so in its header and shows the run's own (much larger) epsilon beside it.
@@ -375,15 +483,19 @@ def summary_table(summary: dict) -> str:
         if deploy:
             head += " epsilon of the simulated run itself (RDP) | its delta |"
     lines = [head + " wall time |", "|---" * (head.count("|")) + "|"]
+
+    def g(v, fmt=".4g"):
+        return "-" if v is None else format(v, fmt)
+
     for name, f in summary["models"].items():
         done = f.get("rounds_completed", f["rounds"])
         rounds = f"{done}" if done == f["rounds"] else f"{done} of {f['rounds']}"
-        line = (f"| {name} | {rounds} | {f['parameters']:,} | {f['eval_accuracy']:.4f} | "
-                f"{f['eval_accuracy_no_oov_eos']:.4f} | {f['eval_perplexity']:.1f} | {f['eval_loss']:.3f} | "
-                f"{f['baseline_accuracy']:.4f} |")
+        se = f.get("eval_word_top1_se")
+        line = (f"| {name} | {rounds} | {f['parameters']:,} | {g(f.get('eval_word_top1'), '.4f')}"
+                f"{'' if se is None else f' ± {se:.4f}'} | {g(f.get('eval_word_top3'), '.4f')} | "
+                f"{g(f.get('smoothed_word_top1'), '.4f')} | {f['eval_accuracy_no_oov_eos']:.4f} | "
+                f"{f['eval_accuracy']:.4f} | {f['eval_perplexity']:.1f} |")
         if private:
-            def g(v, fmt=".4g"):
-                return "-" if v is None else format(v, fmt)
             line += (f" {g(f.get('noise_multiplier'))} | {g(f.get('epsilon_rdp'))} | "
                      f"{g(f.get('epsilon_pld'))} | {g(f.get('delta'), '.2g')} |")
             if deploy:
@@ -391,6 +503,11 @@ def summary_table(summary: dict) -> str:
         # Under DP the wall time is a diagnostic (it depends on the sampled clients' data).
         wall = f"{f['wall_time_s']:.0f} s" if "wall_time_s" in f else "in diagnostics.jsonl"
         lines.append(line + f" {wall} |")
+    if summary.get("baselines"):
+        lines += ["", baselines_text(summary["baselines"])]
+    if len(summary["models"]) > 1 and not one_of_seeds:
+        lines += ["", f"One seed ({summary['seed']}) ranks nothing: set experiment.seeds = [0, 1, 2] "
+                      "for means, intervals and a paired verdict."]
     return "\n".join(lines)
 
 

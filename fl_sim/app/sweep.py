@@ -15,7 +15,8 @@ Each point is an ordinary run directory under ``<sweep_dir>/points/<point>/``; a
 whose summary.json exists is done, one with a checkpoint is resumed, so an interrupted
 sweep continues with ``fl-sim sweep --resume SWEEP_DIR``.
 
-With ``seeds`` every point runs once per seed (named ``<point>-s<seed>``; the seed fixes
+With ``seeds`` (or, when the sweep has none, the base experiment's ``experiment.seeds``)
+every point runs once per seed (named ``<point>-s<seed>``; the seed fixes
 client sampling, data order, initialisation and DP noise), and the tables and plot show
 the mean and standard deviation over seeds: at laptop scale one seed's noise can reorder
 neighbouring points of a frontier (docs/privacy.md).
@@ -122,6 +123,8 @@ def load_sweep(path: str | Path) -> Sweep:
                                          for v in seeds)):
         raise ConfigError(f"{where}: sweep.seeds = {seeds!r}: expected a non-empty list of distinct "
                           "integers >= 0")
+    if seeds is None and base.experiment.seeds:  # the base experiment's experiment.seeds
+        seeds = list(base.experiment.seeds)
     grid = []
     for m in models:
         if reference:
