@@ -476,7 +476,8 @@ def summary_table(summary: dict, *, one_of_seeds: bool = False) -> str:
     # Deployment-scale accounting: the headline epsilon is for the stated deployment; the
     # table says so in its header and shows the run's own (much larger) epsilon beside it.
     deploy = sorted({f["epsilon_for"] for f in summary["models"].values() if f.get("epsilon_for")})
-    head = "| model | rounds | params | accuracy | acc. no OOV/EOS | perplexity | eval loss | most-frequent-word acc. |"
+    head = ("| model | rounds | params | word top-1 ± SE | word top-3 | word top-1, mean of last evals | "
+            "acc. no OOV/EOS | accuracy | perplexity |")
     if private:
         scope = f" for {'; '.join(deploy)}" if deploy else ""
         head += f" z | epsilon (RDP){scope} | epsilon (PLD){scope} | delta |"
