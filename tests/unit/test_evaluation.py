@@ -144,7 +144,7 @@ def test_eval_row_clients_name_the_owner_of_every_eval_row(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text("".join(json.dumps({"client_id": f"u{c}", "text": f"w{c} x y . " * (c + 2)}) + "\n"
                             for c in range(8)))
-    cfg = DataConfig(source="jsonl", path=str(path), eval_clients=3, test_fraction=0.0,
+    cfg = DataConfig(source="jsonl", path=str(path), eval_clients=3,
                      cache_dir=str(tmp_path / "cache"))
     corpus = load_corpus(cfg, seed=0)
     server = load_server_corpus(cfg, seed=0)
