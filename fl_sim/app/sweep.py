@@ -199,6 +199,7 @@ def collect(sweep: Sweep, sweep_dir: Path) -> list[dict]:
             # Deployment-scale accounting: what epsilon is for, and the run's own epsilon.
             "epsilon_for": final.get("epsilon_for"), "run_epsilon_rdp": final.get("run_epsilon_rdp"),
             "run_delta": final.get("run_delta"), "rounds": final["rounds"],
+            "word_top1": final.get("eval_word_top1"), "word_top3": final.get("eval_word_top3"),
             "accuracy": final["eval_accuracy"], "accuracy_no_oov_eos": final["eval_accuracy_no_oov_eos"],
             "perplexity": final["eval_perplexity"], "eval_loss": final["eval_loss"],
             "baseline_accuracy": final["baseline_accuracy"],
@@ -219,8 +220,11 @@ def over_seeds(rows: list[dict]) -> list[dict]:
     for members in groups.values():
         row = {k: v for k, v in members[0].items() if k not in ("point", "seed", "run_dir")}
         row["n"] = len(members)
-        for key in ("accuracy", "accuracy_no_oov_eos", "perplexity", "eval_loss"):
-            vals = [m[key] for m in members]
+        for key in ("word_top1", "word_top3", "accuracy", "accuracy_no_oov_eos", "perplexity", "eval_loss"):
+            vals = [m[key] for m in members if m.get(key) is not None]
+            if not vals:
+                row[key] = row[f"{key}_sd"] = None
+                continue
             mean = sum(vals) / len(vals)
             row[key] = mean
             row[f"{key}_sd"] = (math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
@@ -258,7 +262,7 @@ def frontier_table(rows: list[dict]) -> str:
     deploy = deployments(rows)
     scope = f" for {'; '.join(deploy)}" if deploy else ""
     head = (f"| model | noise multiplier | epsilon (RDP){scope} | epsilon (PLD){scope} | delta | "
-            "accuracy | acc. no OOV/EOS | perplexity |")
+            "word top-1 | word top-3 | accuracy | acc. no OOV/EOS | perplexity |")
     if deploy:
         head += " epsilon of the simulated run itself (RDP) | its delta |"
     if seeded:
@@ -269,6 +273,8 @@ def frontier_table(rows: list[dict]) -> str:
         return "-" if v is None else format(v, fmt)
 
     def pm(r, key, fmt):
+        if r.get(key) is None:
+            return "-"
         sd = r.get(f"{key}_sd")
         return format(r[key], fmt) + ("" if sd is None else f" ± {sd:{fmt}}")
 
@@ -277,7 +283,7 @@ def frontier_table(rows: list[dict]) -> str:
         eps_r = "inf" if not r["private"] else f(r["epsilon_rdp"], ".3g")
         eps_p = "inf" if not r["private"] else f(r["epsilon_pld"], ".3g")
         line = (f"| {r['model']} | {z} | {eps_r} | {eps_p} | {f(r['delta'], '.2g')} | "
-                f"{pm(r, 'accuracy', '.4f')} | {pm(r, 'accuracy_no_oov_eos', '.4f')} | "
+                f"{pm(r, 'word_top1', '.4f')} | {pm(r, 'word_top3', '.4f')} | {pm(r, 'accuracy', '.4f')} | {pm(r, 'accuracy_no_oov_eos', '.4f')} | "
                 f"{pm(r, 'perplexity', '.1f')} |")
         if deploy:
             line += (" - | - |" if not r["private"] else
