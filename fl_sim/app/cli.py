@@ -181,9 +181,11 @@ def cmd_run(args, parser) -> int:
     from fl_sim.app.simulation import simulate
 
     stopping.resume_hint = lambda: _resume_hint(run_dir)
+    from fl_sim.app.progress import for_stream
+
     try:
-        simulate(cfg, run_dir, resume=bool(args.resume), verbose=args.verbose,
-                 progress=lambda s: print(s, flush=True))
+        with for_stream(sys.stdout) as progress:  # live bars on a terminal, lines in logs
+            simulate(cfg, run_dir, resume=bool(args.resume), verbose=args.verbose, progress=progress)
     except ConfigError as exc:  # a setting the Ray cluster cannot satisfy (no worker fits)
         if not args.resume and not any(run_dir.iterdir()):
             run_dir.rmdir()  # raised before the run wrote anything
@@ -247,7 +249,10 @@ def cmd_sweep(args) -> int:
 
     stopping.resume_hint = f"continue with: fl-sim sweep --resume {sweep_dir}"
     try:
-        run_sweep(sweep, sweep_dir, verbose=args.verbose, progress=lambda s: print(s, flush=True))
+        from fl_sim.app.progress import for_stream
+
+        with for_stream(sys.stdout) as progress:  # live bars on a terminal, lines in logs
+            run_sweep(sweep, sweep_dir, verbose=args.verbose, progress=progress)
     except Exception as exc:
         print(f"fl-sim: sweep failed: {exc}\nContinue with: fl-sim sweep --resume {sweep_dir}",
               file=sys.stderr)

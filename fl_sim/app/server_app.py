@@ -24,9 +24,11 @@ from flwr.serverapp import Grid, ServerApp
 
 from fl_sim import checkpoint, results
 from fl_sim.app import stopping
+from fl_sim.app.progress import LineProgress, as_progress
 from fl_sim.config import ExperimentConfig, dumps_toml, for_runtime, load_experiment
 
-Progress = Callable[[str], None]
+#: Where messages and per-round lines go: a LineProgress/LiveProgress, or any print-like callable.
+Progress = LineProgress | Callable[[str], None]
 
 
 def wait_for_nodes(grid: Grid, minimum: int, timeout: float) -> list[int]:
@@ -167,7 +169,8 @@ class FederatedRun:
 
     def __init__(self, grid: Grid, cfg: ExperimentConfig, run_dir: Path, *, progress: Progress,
                  label: str, node_partitions: bool = False):
-        self.grid, self.cfg, self.run_dir, self.progress, self.label = grid, cfg, run_dir, progress, label
+        self.grid, self.cfg, self.run_dir, self.label = grid, cfg, run_dir, label
+        self.progress = as_progress(progress)
         self.log = results.MetricsLog(run_dir / "metrics.jsonl")
         # Under DP, metrics.jsonl and TensorBoard hold only what the run releases; exact
         # per-round diagnostics go to diagnostics.jsonl, marked non-private (fl_sim/privacy/release.py).
@@ -197,6 +200,7 @@ class FederatedRun:
         t0 = time.perf_counter()
         self._setup()
         start = self._restore()
+        self.progress.run_started(self.label, start, self.cfg.experiment.rounds)
         nodes = wait_for_nodes(self.grid, min_nodes, self.cfg.server.node_wait_timeout)
         logging.getLogger("flwr").debug("nodes: %s", nodes)
         last_eval, stop_reason = None, None
@@ -329,7 +333,8 @@ class FederatedRun:
                 if isinstance(v, (int, float)) and k not in ("round", "type"):
                     tf.summary.scalar(k, v)
         self.writer.flush()
-        self.progress(self._progress_line(row, self.cfg.experiment.rounds))
+        rounds = self.cfg.experiment.rounds
+        self.progress.round_done(self.label, row, rounds, self._progress_line(row, rounds))
 
     def _finish(self, last_eval: dict | None, stop_reason: str | None, t0: float) -> dict:
         """The final row, privacy statement, final weights and learning curves."""

@@ -162,14 +162,18 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, verbose: bool = False, progress=
         atomic_write_text(sweep_dir / "sweep.json", json.dumps({
             "name": sweep.name, "source": sweep.source, "experiment": str(sweep.experiment),
             "set": list(sweep.overrides), "points": [p.__dict__ for p in sweep.points]}, indent=2) + "\n")
+    from fl_sim.app.progress import as_progress
+
+    progress = as_progress(progress)
     for i, point in enumerate(sweep.points, 1):
         pdir = sweep_dir / "points" / point.name
         status = point_status(pdir)
         if status == "done":
-            progress(f"[sweep] point {i}/{len(sweep.points)} {point.name}: done, skipped")
+            progress.sweep_point(i, len(sweep.points),
+                                 f"[sweep] point {i}/{len(sweep.points)} {point.name}: done, skipped")
             continue
-        progress(f"[sweep] point {i}/{len(sweep.points)} {point.name}: "
-                 f"{'resuming' if status == 'partial' else 'starting'}")
+        progress.sweep_point(i, len(sweep.points), f"[sweep] point {i}/{len(sweep.points)} {point.name}: "
+                             f"{'resuming' if status == 'partial' else 'starting'}")
         cfg = sweep.point_config(point)
         pdir.mkdir(parents=True, exist_ok=True)
         if status == "new":
