@@ -17,6 +17,7 @@ help:
 	@echo "make install    create .venv with the pinned dependencies"
 	@echo "make bench      run the performance benchmarks (table in docs/performance.md)"
 	@echo "make test-compose  docker-compose cluster end to end (root; docs/deployment.md)"
+	@echo "make flwr-run   the default experiment through Flower's own CLI (flwr run .)"
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (fl_sim needs Python 3.11)"; exit 2; }
@@ -51,6 +52,13 @@ lock: $(STAMP)
 
 clean-cache:
 	rm -rf .cache/fl_sim
+
+# `flwr run .` as Flower's CLI runs it. Flower starts flower-superlink and its helpers by
+# name from PATH, so .venv/bin must be on it (or activate the venv; README). Arguments go
+# in ARGS: make flwr-run ARGS="--run-config 'num-server-rounds=5'".
+.PHONY: flwr-run
+flwr-run: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/flwr run . $(ARGS)
 
 # .venv-ref: tensorflow-privacy 0.9 / TF 2.15.1 oracle for tests/integration/test_tfp_crosscheck.py,
 # a separate pinned venv (TF 2.15 needs protobuf<5, which Flower cannot share). The script

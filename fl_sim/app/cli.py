@@ -153,8 +153,12 @@ def cmd_run(args, parser) -> int:
             if not cfg_path.is_file():
                 return _usage_error(f"{run_dir}: not a run directory (no config.resolved.toml)")
             cfg = load_experiment(cfg_path)
+            from fl_sim.app.resume import ResumeError, already_complete, check_resumable
+
+            if done := already_complete(run_dir, cfg):  # nothing to redo, nothing rewritten
+                print(f"fl-sim: {run_dir} is already complete ({done}); nothing to do")
+                return 0
             _check_writable("--resume", run_dir)
-            from fl_sim.app.resume import ResumeError, check_resumable
 
             try:
                 check_resumable(run_dir, cfg)  # the ServerApp prints the notes as it resumes

@@ -38,3 +38,31 @@ def check_resumable(run_dir: Path, cfg: ExperimentConfig) -> list[str]:
             raise ResumeError(f"{exc}; {again}") from None
         notes += problems
     return notes
+
+
+def already_complete(run_dir: Path, cfg: ExperimentConfig) -> str | None:
+    """What a finished run did ("si_cifg: 60 of 60 rounds"), or None if a resume has work.
+
+    Finished: summary.json is written and every sub-run's metrics end with its final row.
+    A run aborted under server.below_min_clients = "abort" is not: a resume retries the
+    round it aborted in.
+    """
+    from fl_sim.app.server_app import sub_runs
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "summary.json").is_file():
+        return None
+    done = []
+    for name, sub_cfg in sub_runs(cfg):
+        try:
+            rows = MetricsLog((run_dir / name if name else run_dir) / "metrics.jsonl").rows()
+        except ValueError:
+            return None  # damaged: check_resumable says how
+        final = rows[-1] if rows else {}
+        reason = str(final.get("stopped_reason") or "")
+        if final.get("type") != "final" or reason.startswith("aborted"):
+            return None
+        done.append(f"{name or sub_cfg.model.kind}: {final.get('rounds_completed')} of "
+                    f"{final.get('rounds')} rounds" + (f", stopped early: {reason}" if reason else ""))
+    return "; ".join(done)
+

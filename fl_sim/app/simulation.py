@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -19,10 +20,6 @@ def pin_ray_to_loopback() -> None:
     set before Ray is first imported; worker processes inherit it.
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    # Ray's C++ core otherwise installs absl's crash handler for SIGTERM in this process,
-    # over fl_sim's: SIGTERM then printed a stack dump and aborted (rc -6) instead of
-    # stopping the run cleanly with exit 143 (fl_sim.app.stopping).
-    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
 
 
 def quiet_libraries(verbose: bool = False) -> None:
@@ -35,6 +32,40 @@ def quiet_libraries(verbose: bool = False) -> None:
         # fl-sim keeps the in-process runtime on purpose (see docs), so only errors show.
         logging.getLogger("flwr").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+#: TensorFlow's start-up lines: absl's notice and its INFO/WARNING lines (oneDNN, CUDA drivers).
+_TF_NOISE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)"
+                       r"|[IW]\d{4} [\d:. ]+ \d+ [\w.]+:\d+\]")
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its start-up chatter kept off the console.
+
+    TF 2.21 logs through absl before absl's logging is set up, straight to file descriptor
+    2 and whatever TF_CPP_MIN_LOG_LEVEL says. So fd 2 points at a temporary file while TF
+    loads (in the main thread, before any other thread writes), and every other line, an
+    error say, is written back.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        for line in tmp.read().decode(errors="replace").splitlines(True):
+            if not _TF_NOISE.match(line):
+                sys.stderr.write(line)
+        sys.stderr.flush()
 
 
 #: Simulated nodes per worker when ``simulation.num_supernodes = 0``.
@@ -130,6 +161,12 @@ def simulate(cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, verb
     """
     if not cfg.simulation.ray_address:
         pin_ray_to_loopback()  # a cluster's nodes must reach this driver on its real address
+    # Ray's C++ core otherwise installs absl's crash handler for SIGTERM in this process,
+    # over fl_sim's: SIGTERM then printed a stack dump and aborted (rc -6) instead of
+    # stopping the run cleanly with exit 143 (fl_sim.app.stopping).
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    if not verbose:
+        import_tensorflow_quietly()
     from flwr.simulation import run_simulation
 
     from fl_sim.app import stopping

@@ -1,6 +1,7 @@
 """`flwr run .` through Flower's own CLI (slow: Flower builds a runtime env for the app)."""
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,16 +31,29 @@ def _processes_started_for(marker: str) -> list[int]:
     return found + children
 
 
+def _without_venv_on_path() -> str:
+    venv_bin = str(Path(sys.executable).parent)
+    return os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if p and os.path.realpath(p) != os.path.realpath(venv_bin))
+
+
 @pytest.mark.slow
-def test_flwr_run_dot_runs_the_app(tmp_path):
-    flwr = Path(sys.executable).parent / "flwr"
-    env = {**os.environ, "PATH": f"{flwr.parent}:{os.environ['PATH']}", "FLWR_HOME": str(tmp_path / "flwr-home")}
+def test_flwr_run_dot_as_the_readme_types_it(tmp_path):
+    """In a shell whose PATH lacks .venv/bin, as a new user's has: activate, then flwr run .
+
+    Flower starts flower-superlink and its helpers by name from PATH, so `.venv/bin/flwr
+    run .` alone fails ("No such file or directory: flower-superlink"); the README says to
+    activate the venv first (or `make flwr-run`, which does the same).
+    """
+    activate = Path(sys.executable).parent / "activate"
     out = tmp_path / "results"
+    script = (f". {shlex.quote(str(activate))} && flwr run . --stream --run-config "
+              + shlex.quote(f'experiment="experiments/smoke.toml" output-dir="{out}"'))
+    env = {**os.environ, "PATH": _without_venv_on_path(), "FLWR_HOME": str(tmp_path / "flwr-home")}
+    env.pop("VIRTUAL_ENV", None)
     try:
-        proc = subprocess.run(
-            [str(flwr), "run", ".", "--stream", "--run-config",
-             f'experiment="experiments/smoke.toml" output-dir="{out}"'],
-            cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+        proc = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True,
+                              timeout=600, env=env)
     finally:
         # `flwr run` with the local-simulation connection starts a background SuperLink
         # (logging into our FLWR_HOME) that outlives the command: stop what it started.
@@ -56,3 +70,4 @@ def test_flwr_run_dot_runs_the_app(tmp_path):
     runs = list((out / "smoke").iterdir())
     assert len(runs) == 1 and (runs[0] / "summary.json").exists()
     assert "round   2/2" in proc.stdout
+    assert not [p for p in pids if Path(f"/proc/{p}").exists()], "a SuperLink was left running"

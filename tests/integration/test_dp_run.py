@@ -38,7 +38,19 @@ def test_dp_run_budget_stop_and_resume(tmp_path):
     assert "Poisson" in statement and "20" in statement
     assert "stopping before round 3" in proc.stdout
 
-    # Resuming restores the ledger from the checkpoint: it must stop again, same epsilon.
+    # A finished run (here stopped by its budget) is complete: a resume changes nothing.
+    metrics_before = (run_dir / "metrics.jsonl").read_bytes()
+    summary_before = (run_dir / "summary.json").read_bytes()
+    again = run_cli("run", "--resume", run_dir)
+    assert again.returncode == 0 and "already complete" in again.stdout, again.stdout + again.stderr
+    assert (run_dir / "metrics.jsonl").read_bytes() == metrics_before
+    assert (run_dir / "summary.json").read_bytes() == summary_before
+
+    # Killed after round 2's checkpoint, before the final row: the resume restores the
+    # ledger from the checkpoint, so it must stop again before round 3 with the same epsilon.
+    (run_dir / "metrics.jsonl").write_text("".join(
+        line for line in metrics_before.decode().splitlines(True) if '"type": "final"' not in line))
+    (run_dir / "summary.json").unlink()
     again = run_cli("run", "--resume", run_dir)
     assert again.returncode == 0, again.stdout + again.stderr
     rs2 = rows(run_dir)
