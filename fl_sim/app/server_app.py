@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -29,6 +31,13 @@ from fl_sim.config import ExperimentConfig, dumps_toml, for_runtime, load_experi
 
 #: Where messages and per-round lines go: a LineProgress/LiveProgress, or any print-like callable.
 Progress = LineProgress | Callable[[str], None]
+
+
+def crash_point(name: str, server_round: int) -> None:
+    """Fault injection for the crash tests: ``FL_SIM_CRASH_AT=<name>:<round>`` kills the
+    server process here with SIGKILL (no cleanup, as a power cut would)."""
+    if os.environ.get("FL_SIM_CRASH_AT") == f"{name}:{server_round}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def wait_for_nodes(grid: Grid, minimum: int, timeout: float) -> list[int]:
@@ -213,6 +222,7 @@ class FederatedRun:
             row, stop_reason = self._play_round(rnd)
             if stop_reason:
                 break
+            crash_point("aggregated", rnd)
             ev = self._evaluate_if_due(rnd)
             if ev is not None:
                 last_eval = ev
@@ -252,6 +262,7 @@ class FederatedRun:
 
     def _restore(self) -> int:
         """Load the latest checkpoint if any; return the first round to play."""
+        self._release_pending()
         ckpt, notes = checkpoint.resume_point(self.run_dir, self.log.logged_rounds(),
                                               self.cfg.model.kind)
         for note in notes:  # a damaged newer checkpoint: say which one is used instead
@@ -319,22 +330,50 @@ class FederatedRun:
         return self.evaluator.evaluate(self.eval_seqs, self.eval_owner)
 
     def _record(self, row: dict) -> None:
-        """metrics.jsonl, checkpoint, TensorBoard and the progress line for one round."""
-        import tensorflow as tf
-
+        """Checkpoint, then metrics.jsonl, TensorBoard and the progress line for one round."""
         rnd = row["round"]
         row["round_time_s"] = round(time.perf_counter() - self.round_started, 4)
         stopping.check()  # an interrupted round is repeated on resume, never recorded
-        released = self._append(row)
+        # Checkpoint (with the round's row and its privacy charge) BEFORE releasing the row:
+        # a crash in between leaves a round that is charged and is released on resume
+        # exactly as computed (_release_pending), never one that was released but would be
+        # trained again with the same noise and other surviving clients.
         checkpoint.save(self.run_dir, rnd, self.weights, self.strategy.state(),
-                        {"model": self.cfg.model.kind, "strategy": self.strategy.extra_state()})
-        with self.writer.as_default(step=rnd):
+                        {"model": self.cfg.model.kind, "strategy": self.strategy.extra_state(),
+                         "row": row})
+        crash_point("checkpointed", rnd)
+        self._release(row)
+        rounds = self.cfg.experiment.rounds
+        self.progress.round_done(self.label, row, rounds, self._progress_line(row, rounds))
+
+    def _release(self, row: dict) -> None:
+        """metrics.jsonl (+ diagnostics.jsonl under DP) and TensorBoard for one round row."""
+        import tensorflow as tf
+
+        released = self._append(row)
+        with self.writer.as_default(step=row["round"]):
             for k, v in released.items():
                 if isinstance(v, (int, float)) and k not in ("round", "type"):
                     tf.summary.scalar(k, v)
         self.writer.flush()
-        rounds = self.cfg.experiment.rounds
-        self.progress.round_done(self.label, row, rounds, self._progress_line(row, rounds))
+
+    def _release_pending(self) -> None:
+        """Release the round a crash left checkpointed but not yet logged (see _record)."""
+        try:
+            ckpt = checkpoint.load_latest(self.run_dir)
+            logged = self.log.logged_rounds()
+        except (checkpoint.CheckpointError, ValueError):
+            return  # resume_point reports what is wrong
+        if ckpt is None or "row" not in ckpt["extra"] or ckpt["round"] in logged:
+            return
+        if set(range(1, ckpt["round"])) - logged:
+            return  # an older gap: resume_point falls back and says so
+        self.log.keep_rounds_upto(ckpt["round"] - 1)
+        if self.diagnostics is not None:
+            self.diagnostics.keep_rounds_upto(ckpt["round"] - 1)
+        self._release(ckpt["extra"]["row"])
+        self.progress(f"[{self.label}] round {ckpt['round']} was checkpointed but not yet "
+                      "released when the run stopped: released now, as computed")
 
     def _finish(self, last_eval: dict | None, stop_reason: str | None, t0: float) -> dict:
         """The final row, privacy statement, final weights and learning curves."""
