@@ -180,6 +180,16 @@ class PruningConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Optional experiment tracking (fl_sim/tracking.py); the run directory is always written."""
+
+    backend: str = _f("none", choices=("none", "mlflow"),
+                      doc="mlflow needs the extra: pip install 'fl-sim[mlflow]'")
+    uri: str = _f("", doc="MLflow tracking URI ('' = sqlite file mlflow.db in experiment.output_dir)")
+    project: str = _f("", doc="MLflow experiment name ('' = experiment.name)")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     experiment: ExperimentSection = field(default_factory=ExperimentSection)
     data: DataConfig = field(default_factory=DataConfig)
@@ -189,6 +199,7 @@ class ExperimentConfig:
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     source: str = field(default="<defaults>", compare=False)
     #: Printed when the run starts and kept in its manifest.json (a setting the run caps).
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -199,7 +210,8 @@ class ExperimentConfig:
         return dataclasses.replace(self, **sections)
 
 
-SECTIONS = ("experiment", "data", "model", "client", "server", "simulation", "privacy", "pruning")
+SECTIONS = ("experiment", "data", "model", "client", "server", "simulation", "privacy", "pruning",
+            "tracking")
 
 
 # --------------------------------------------------------------------------- validation

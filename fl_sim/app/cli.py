@@ -330,6 +330,12 @@ def _check_data_early(cfg):
             check_schedule(cfg)
         except ValueError as exc:
             raise _DataProblem(f"{cfg.source}: [pruning]: {exc}") from None
+    from fl_sim.tracking import TrackingError, check_available
+
+    try:
+        check_available(cfg)
+    except TrackingError as exc:
+        raise _DataProblem(f"{cfg.source}: [tracking]: {exc}") from None
     return cfg
 
 

@@ -28,6 +28,7 @@ from fl_sim import checkpoint, results
 from fl_sim.app import stopping
 from fl_sim.app.progress import LineProgress, as_progress
 from fl_sim.config import ExperimentConfig, dumps_toml, for_runtime, load_experiment
+from fl_sim.tracking import Tracker, start_tracking
 
 #: Where messages and per-round lines go: a LineProgress/LiveProgress, or any print-like callable.
 Progress = LineProgress | Callable[[str], None]
@@ -180,6 +181,7 @@ class FederatedRun:
                  label: str, node_partitions: bool = False):
         self.grid, self.cfg, self.run_dir, self.label = grid, cfg, run_dir, label
         self.progress = as_progress(progress)
+        self.tracker = Tracker()   # start_tracking() replaces it once the run directory is set
         self.log = results.MetricsLog(run_dir / "metrics.jsonl")
         # Under DP, metrics.jsonl and TensorBoard hold only what the run releases; exact
         # per-round diagnostics go to diagnostics.jsonl, marked non-private (fl_sim/privacy/release.py).
@@ -210,6 +212,7 @@ class FederatedRun:
         self._setup()
         start = self._restore()
         self.progress.run_started(self.label, start, self.cfg.experiment.rounds)
+        self.tracker = start_tracking(self.cfg, self.run_dir)
         nodes = wait_for_nodes(self.grid, min_nodes, self.cfg.server.node_wait_timeout)
         logging.getLogger("flwr").debug("nodes: %s", nodes)
         last_eval, stop_reason = None, None
@@ -401,19 +404,22 @@ class FederatedRun:
         np.savez(self.run_dir / "final_weights.npz", *self.weights)
         learning_curves({cfg.model.kind: self.log.rows()}, self.run_dir / "plots" / "learning_curves.png",
                         title=f"{cfg.experiment.name}: {cfg.model.kind}", baselines=_baseline_lines(final))
+        self.tracker.finish(final)
         return final
 
     def _append(self, row: dict) -> dict:
         """Log one row; under DP split into metrics.jsonl (released) and diagnostics.jsonl
         (not private). Returns what was released."""
         if self.diagnostics is None:
-            self.log.append(row)
-            return row
-        from fl_sim.privacy.release import split_row
+            released = row
+        else:
+            from fl_sim.privacy.release import split_row
 
-        released, diag = split_row(row)
+            released, diag = split_row(row)
+            self.diagnostics.append(diag)
         self.log.append(released)
-        self.diagnostics.append(diag)
+        if released.get("type") == "round":  # tracking mirrors metrics.jsonl, never more
+            self.tracker.log_round(released)
         return released
 
     def _progress_line(self, row: dict, rounds: int) -> str:
