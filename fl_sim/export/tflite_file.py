@@ -124,11 +124,17 @@ def _index_vector_bytes(vec_type, vec) -> int:
     return 0 if values is None else int(np.asarray(values).nbytes)
 
 
+#: QuantizationParameters' vectors: (vtable offset, bytes per element): min, max, scale
+#: (float32), zero_point (int64), in schema order.
+_QUANT_VECTORS = ((4, 4), (6, 4), (8, 4), (10, 8))
+
+
 def size_breakdown(content: bytes, top: int = 8) -> dict:
     """Where a file's bytes go, read from the flatbuffer itself.
 
-    Tables and vectors are counted once per place they are stored (a table referenced by
-    several tensors, as after :func:`fl_sim.export.compact.compact`, counts once):
+    Tables and vectors are counted once per place they are stored (a table or vector
+    referenced from several tensors, as after :func:`fl_sim.export.compact.compact`,
+    counts once):
 
     * ``constant_bytes``: tensor data (weights, biases, constants), by dtype in
       ``constant_bytes_by_dtype``;
@@ -147,7 +153,8 @@ def size_breakdown(content: bytes, top: int = 8) -> dict:
         sd = model.SignatureDefs(i)
         sig_of[sd.SubgraphIndex()] = sd.SignatureKey().decode()
     users: dict[int, list] = {}
-    quant_seen: dict[int, int] = {}
+    quant_seen: dict[int, int] = {}        # vector position -> bytes
+    quant_tables: set[int] = set()
     sparse_seen: dict[int, int] = {}
     for gi in range(model.SubgraphsLength()):
         graph = model.Subgraphs(gi)
@@ -155,9 +162,12 @@ def size_breakdown(content: bytes, top: int = 8) -> dict:
             t = graph.Tensors(ti)
             users.setdefault(t.Buffer(), []).append((sig_of.get(gi, f"subgraph {gi}"), t))
             q = t.Quantization()
-            if q is not None and q._tab.Pos not in quant_seen:
-                quant_seen[q._tab.Pos] = (4 * (q.ScaleLength() + q.MinLength() + q.MaxLength())
-                                          + 8 * q.ZeroPointLength())
+            if q is not None and q._tab.Pos not in quant_tables:
+                quant_tables.add(q._tab.Pos)
+                for field, itemsize in _QUANT_VECTORS:
+                    o = q._tab.Offset(field)
+                    if o:
+                        quant_seen.setdefault(q._tab.Vector(o), itemsize * q._tab.VectorLen(o))
             s = t.Sparsity()
             if s is not None and s._tab.Pos not in sparse_seen:
                 st = schema.SparsityParametersT.InitFromObj(s)
@@ -198,7 +208,7 @@ def size_breakdown(content: bytes, top: int = 8) -> dict:
     return {
         "file_bytes": len(content), "constant_bytes": constant,
         "constant_bytes_by_dtype": dict(sorted(by_dtype.items(), key=lambda kv: -kv[1])),
-        "quantization_bytes": quant, "quantization_tables": len(quant_seen),
+        "quantization_bytes": quant, "quantization_tables": len(quant_tables),
         "sparse_index_bytes": index, "metadata_bytes": metadata,
         "other_bytes": len(content) - constant - quant - index - metadata,
         "largest": rows[:top],
