@@ -20,7 +20,7 @@ int8           ``optimizations={DEFAULT}`` + representative dataset of training-
 int4           the float32 file of the ``lookup``-embedding module (the embedding as an
                EMBEDDING_LOOKUP, which ai-edge-quantizer's int4 policy covers; a
                GATHER it does not), quantized by ai-edge-quantizer 0.10 weight-only:
-               int4 channelwise symmetric weights for FULLY_CONNECTED and
+               int4 channelwise asymmetric weights for FULLY_CONNECTED and
                EMBEDDING_LOOKUP, DEQUANTIZE'd to float32 once at the first run
 sparse         ``optimizations={EXPERIMENTAL_SPARSITY}`` on the pruned weights, one-hot
                embedding (see signatures.py) so the embedding is sparse-encoded too
@@ -156,14 +156,25 @@ INT4_OPS = ("FULLY_CONNECTED", "EMBEDDING_LOOKUP")
 
 
 def quantize_int4(float_content: bytes) -> bytes:
-    """Weight-only int4 (channelwise) of a float32 .tflite with ai-edge-quantizer."""
+    """Weight-only int4 (channelwise, asymmetric) of a float32 .tflite with ai-edge-quantizer.
+
+    Asymmetric: each output channel's 16 levels span [min(w, 0), max(w, 0)] with a zero
+    point, rather than 15 levels over [-max|w|, max|w|]. Measured on the demo SI-CIFG (100
+    held-out sequences): accuracy drop vs float32 0.001 asymmetric, 0.009 symmetric, top-1
+    agreement 0.98 vs 0.93; on the test suite's tiny SI-Transformer symmetric lost 0.047.
+    The non-zero zero points cost 0.015x float32 of file size (0.194x instead of 0.179x).
+    """
     from ai_edge_quantizer import qtyping, quantizer
 
     try:
         q = quantizer.Quantizer(bytearray(float_content))
         for op in INT4_OPS:
-            q.add_weight_only_config(regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
-                                     num_bits=4, granularity=qtyping.QuantGranularity.CHANNELWISE)
+            q.update_quantization_recipe(
+                regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
+                op_config=qtyping.OpQuantizationConfig(
+                    weight_tensor_config=qtyping.TensorQuantizationConfig(
+                        num_bits=4, symmetric=False, granularity=qtyping.QuantGranularity.CHANNELWISE),
+                    compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True))
         with quiet_native_stderr(), contextlib.redirect_stdout(io.StringIO()):
             result = q.quantize()
     except Exception as exc:  # noqa: BLE001 - the quantizer raises many types

@@ -259,34 +259,42 @@ def test_every_inference_file_runs_every_signature_with_litert_defaults(four_kin
 
 @pytest.mark.parametrize("kind", ["si_cifg", "transformer"])
 def test_int4_file_holds_the_channelwise_int4_rounding_of_the_keras_weights(four_kinds, kind):
-    # NumPy reference of symmetric channelwise int4: scale_c = max|w_c| / 7, q = round(w / s)
-    # in [-8, 7]. The embedding table (an EMBEDDING_LOOKUP) and the output layer are read
-    # back from the file (two 4-bit values per byte, low nibble first).
+    # NumPy reference of asymmetric channelwise int4 (ai-edge-quantizer's min/max uniform
+    # quantization): per output channel, lo = min(w, 0), hi = max(w, 0), scale = (hi - lo)
+    # / 15, zero point z = round(-8 - lo / scale), q = clip(round(w / scale) + z, -8, 7).
+    # The embedding table (an EMBEDDING_LOOKUP) and the output layer are read back from
+    # the file (two 4-bit values per byte, low nibble first).
     from ai_edge_litert import schema_py_generated as schema
 
     run_dir, _ = four_kinds
     _, corpus, model = keras_model(run_dir / kind)
     content = (run_dir / kind / "export" / "model_int4.tflite").read_bytes()
     m = schema.ModelT.InitFromPackedBuf(content, 0)
-    found = {}
-    for t in m.subgraphs[0].tensors:
-        if t.type == schema.TensorType.INT4:
-            packed = np.asarray(m.buffers[t.buffer].data, np.uint8)
-            nib = np.stack([packed & 0xF, packed >> 4], -1).ravel().astype(np.int8)
-            q = np.where(nib > 7, nib - 16, nib)[:int(np.prod(t.shape))].reshape([int(d) for d in t.shape])
-            scale = np.asarray(t.quantization.scale, np.float64)
-            found.setdefault(q.shape, []).append(q * scale[:, None])
     V, E = corpus.vocab.size, model.get_layer("embedding").output_dim
-    expected = [np.asarray(model.get_layer("embedding").embeddings), np.asarray(model.get_layer("logits").kernel).T]
-    assert len(found[(V, E)]) == 2
-    for w in expected:
-        scale = np.abs(w).max(axis=1, keepdims=True) / 7
-        ref = np.clip(np.round(w / scale), -8, 7) * scale
-        # The same rounding up to float32 ties: at most one step apart on a handful of
-        # entries that sit exactly between two levels; everywhere within half a step of w.
-        best = min(found[(V, E)], key=lambda d: np.abs(d - ref).max())
-        assert (np.abs(best - w) <= 0.5 * scale * (1 + 1e-5)).all()
-        assert (np.abs(best - ref) > 1e-6 * scale).mean() < 1e-3
+    found = []
+    for t in m.subgraphs[0].tensors:
+        if t.type == schema.TensorType.INT4 and [int(d) for d in t.shape] == [V, E]:
+            packed = np.asarray(m.buffers[t.buffer].data, np.uint8)
+            nib = np.stack([packed & 0xF, packed >> 4], -1).ravel().astype(np.int64)
+            q = np.where(nib > 7, nib - 16, nib)[:V * E].reshape(V, E)
+            found.append((q, np.asarray(t.quantization.scale, np.float64),
+                          np.asarray(t.quantization.zeroPoint, np.int64)))
+    assert len(found) == 2                                   # embedding and output layer
+    for w in (np.asarray(model.get_layer("embedding").embeddings, np.float64),
+              np.asarray(model.get_layer("logits").kernel, np.float64).T):
+        lo, hi = np.minimum(w.min(1), 0), np.maximum(w.max(1), 0)
+        scale = (hi - lo) / 15
+        zp = np.round(-8 - lo / scale)
+        ref_q = np.clip(np.round(w / scale[:, None]) + zp[:, None], -8, 7)
+        q, s, z = min(found, key=lambda f: np.abs(f[1] - scale).max())
+        # Scales are float32 in the file: equal to float32 rounding (rtol 1e-6).
+        np.testing.assert_allclose(s, scale, rtol=1e-6)
+        np.testing.assert_array_equal(z, zp)
+        # Levels: the same rounding except where w / scale lies within float32 rounding of
+        # a .5 tie (the quantizer computes in float32): at most a few entries, one level off.
+        assert np.abs(q - ref_q).max() <= 1 and (q != ref_q).mean() < 1e-3
+        # and every dequantized weight is within half a step of the Keras weight.
+        assert (np.abs((q - z[:, None]) * s[:, None] - w) <= 0.5 * s[:, None] * (1 + 1e-5)).all()
 
 
 @pytest.mark.parametrize("kind", KINDS)
