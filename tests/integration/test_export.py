@@ -466,3 +466,38 @@ def test_compaction_stores_shared_tables_once_and_changes_no_output(tmp_path):
             got = [Interpreter(model_content=c, **options).get_signature_runner(key)(x=x)["y"]
                    for c in (content, packed)]
             np.testing.assert_array_equal(got[0], got[1])
+
+
+# --------------------------------------------------------------------------- the demo model
+
+
+@pytest.mark.slow
+def test_budgets_and_sizes_hold_on_the_trained_demo_model(tmp_path):
+    """The report's accuracy budgets where they mean something: the demo SI-CIFG
+    (experiments/si_cifg.toml, 707,404 parameters) trained for its 60 rounds, whose top-1
+    predictions are mostly clear (the tiny fixture models above are barely trained, so
+    many of theirs are near ties a rounding flips). Same thresholds as the report
+    (fl_sim.export.report.BUDGETS), drops recomputed here from the accuracies."""
+    from fl_sim.export.report import BUDGETS
+
+    r = run_cli("run", "experiments/si_cifg.toml", "--out", tmp_path, timeout=3600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (run_dir,) = run_dirs(tmp_path, "si_cifg")
+    x = run_cli("export", run_dir, "--no-training-model", "--latency-runs", "5", "--no-xnnpack",
+                timeout=3600)
+    assert x.returncode == 0, x.stderr[-3000:]
+    rep = json.loads((run_dir / "export" / "report.json").read_text())
+    fm = rep["formats"]
+    assert all(fm[f]["status"] == "ok" for f in BUDGETS), {f: fm[f]["status"] for f in fm}
+    # Not ties: at least 90% of the positions have a float32 top-1 margin that the
+    # dynamic_int8 file's logit error cannot close (parity.agreement_summary).
+    assert fm["dynamic_int8"]["tflite"]["clear_fraction"] >= 0.9, fm["dynamic_int8"]["tflite"]
+    for fmt, (against, budget) in BUDGETS.items():
+        ref = rep["keras_pruned"] if against == "keras_pruned" else fm[against]["tflite"]
+        drop = ref["accuracy"] - fm[fmt]["tflite"]["accuracy"]
+        assert drop <= budget, f"{fmt}: accuracy drop {drop:.4f} vs {against} > budget {budget}"
+        assert fm[fmt]["budget"]["within_budget"] is True
+    # The sizes docs/android_bundle.md states (measured 0.294x and 0.194x; a lost
+    # compaction or a format falling back to float would show here).
+    assert fm["dynamic_int8"]["size_ratio_to_float32"] <= 0.30
+    assert fm["int4"]["size_ratio_to_float32"] <= 0.20
