@@ -258,6 +258,34 @@ def test_every_inference_file_runs_every_signature_with_litert_defaults(four_kin
 
 
 @pytest.mark.parametrize("kind", ["si_cifg", "transformer"])
+def test_every_inference_file_runs_in_litert_compiled_model(four_kinds, kind):
+    # LiteRT's newer CompiledModel API (CPU), which docs/android_bundle.md offers beside the
+    # Interpreter: same signatures, same outputs as Interpreter(model_path=...) (both run
+    # the same CPU kernels with the same delegate: bit-identical).
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.interpreter import Interpreter
+
+    run_dir, _ = four_kinds
+    _, corpus, _ = keras_model(run_dir / kind)
+    exp = run_dir / kind / "export"
+    for path in sorted(p for p in exp.glob("model_*.tflite") if p.name != "model_train.tflite"):
+        cm = CompiledModel.from_file(str(path))
+        interp = Interpreter(model_path=str(path))
+        for key, io in cm.get_signature_list().items():
+            runner = interp.get_signature_runner(key)
+            arrays = signature_inputs(runner, corpus, np.random.default_rng(0))
+            inputs = {n: cm.create_input_buffer_by_name(key, n) for n in io["inputs"]}
+            for n, buf in inputs.items():
+                buf.write(arrays[n])
+            outputs = {n: cm.create_output_buffer_by_name(key, n) for n in io["outputs"]}
+            cm.run_by_name(key, inputs, outputs)
+            expected = runner(**arrays)
+            for n, buf in outputs.items():
+                got = buf.read(expected[n].size, np.float32).reshape(expected[n].shape)
+                np.testing.assert_array_equal(got, expected[n], err_msg=f"{path.name} {key} {n}")
+
+
+@pytest.mark.parametrize("kind", ["si_cifg", "transformer"])
 def test_int4_file_holds_the_channelwise_int4_rounding_of_the_keras_weights(four_kinds, kind):
     # NumPy reference of asymmetric channelwise int4 (ai-edge-quantizer's min/max uniform
     # quantization): per output channel, lo = min(w, 0), hi = max(w, 0), scale = (hi - lo)
