@@ -27,8 +27,9 @@ sparse         ``optimizations={EXPERIMENTAL_SPARSITY}`` on the pruned weights, 
 sparse_int8    as int8, on the pruned weights, without EXPERIMENTAL_SPARSITY (below)
 =============  ======================================================================
 
-Every file is then rewritten by :func:`fl_sim.export.compact.compact` (each quantization
-table, sparse index table and constant stored once, not once per signature and tensor).
+Every file is then rewritten by :func:`fl_sim.export.compact.compact_checked` (each
+quantization table, sparse index table, constant and vector stored once, not once per
+signature and tensor; outputs checked bit-identical).
 
 TFLite's sparse encoding (``DenseToSparse`` pass) applies to FULLY_CONNECTED / CONV
 weights with at least 30% zeros. Unstructured (element-wise) sparsity is stored in CSR
@@ -63,7 +64,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from fl_sim.export.compact import compact
+from fl_sim.export.compact import compact_checked
 from fl_sim.export.formats import FORMATS, INT8_FORMATS
 
 RepresentativeData = Callable[[], Iterable[tuple[str, dict]]]
@@ -145,7 +146,7 @@ def convert_format(saved_model_dir: Path, signature_keys: list[str], fmt: str,
     if fmt == "int4":
         content = quantize_int4(content)
     info["converter_bytes"] = len(content)
-    content, stats = compact(content)
+    content, stats = compact_checked(content)
     info["compaction"] = stats
     info["convert_seconds"] = round(time.perf_counter() - t0, 2)
     return content, info

@@ -172,11 +172,11 @@ def markdown(report: dict) -> str:
             notes.append(f"- {fmt}: WARNING: the converter's block size does not divide the tensor for "
                          f"{', '.join(sp['block_mismatch'])}; such files were observed to compute wrong "
                          "outputs (tensors narrower than 16 in sparse_int8). Check the agreement column.")
-    if any(r["formats"].get(f, {}).get("file_info", {}).get("densify_ops") for f in ("sparse", "sparse_int8")):
-        notes.append("- Sparse formats: weights are stored in TFLite's CSR sparse encoding (smaller file); "
+    if r["formats"].get("sparse", {}).get("file_info", {}).get("densify_ops"):
+        notes.append("- sparse: weights are stored in TFLite's CSR sparse encoding (smaller file); "
                      "element-wise sparsity is expanded once by DENSIFY ops at the first invocation, so memory "
                      "and speed at run time are those of the dense model (TFLite's sparse kernels need 1x4 / 1x16 "
-                     "block sparsity). The embedding is computed as a one-hot FULLY_CONNECTED in these formats so "
+                     "block sparsity). The embedding is computed as a one-hot FULLY_CONNECTED in this format so "
                      "that it is sparse-encoded too.")
     if r["formats"].get("sparse_int8", {}).get("status") == "ok":
         notes.append("- sparse_int8 stores its pruned int8 weights dense: with TFLite's sparse encoding of int8 "
