@@ -136,6 +136,11 @@ def artifact_rules(*, reproducible: bool, vocab_public: bool, calibration_public
         ("**summary.json", True, "the final rows of metrics.jsonl and the statement"),
         ("**summary.md", True, "the final rows of metrics.jsonl and the statement"),
         ("**final_weights.npz", True, "the last released model"),
+        ("**tracking.json", True, "where the run is mirrored ([tracking]: the MLflow store's URI "
+                                  "and run id, no data); the MLflow run holds copies of "
+                                  "config.resolved.toml (also as params), manifest.json, "
+                                  "metrics.jsonl, the plots, final_weights.npz and this "
+                                  "statement, each covered as its file here"),
         ("**vocab.txt", *vocab_rule),
         ("**model_int8.tflite", *calib_rule),
         ("**model_sparse_int8.tflite", *calib_rule),

@@ -70,3 +70,28 @@ def test_tracking_is_off_by_default(tmp_path):
     (run_dir,) = run_dirs(tmp_path, "smoke")
     assert not (run_dir / "tracking.json").exists()
     assert not list(tmp_path.rglob("mlflow.db"))
+
+
+def test_under_dp_mlflow_gets_only_what_metrics_jsonl_releases(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = run_cli("run", "experiments/smoke.toml", "--rounds", "2", "--out", tmp_path / "out",
+                  "--set", "privacy.enabled=true", "--set", "privacy.noise_multiplier=0.5",
+                  "--set", 'tracking.backend="mlflow"', "--set", f'tracking.uri="{uri}"')
+    assert res.returncode == 0, res.stderr
+    (run_dir,) = run_dirs(tmp_path / "out", "smoke")
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    released = set()
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["type"] == "round":
+            released |= {k for k, v in row.items() if isinstance(v, (int, float))
+                         and not isinstance(v, bool) and k not in ("round", "type")}
+    diagnostics = {k for line in (run_dir / "diagnostics.jsonl").read_text().splitlines()
+                   for k in json.loads(line)} - {"type", "round", "model", "non_private"}
+    logged = {k for k in run.data.metrics if not k.startswith("final/")}
+    assert logged == released and "train_loss" in diagnostics and not logged & diagnostics
+    assert "epsilon_rdp" in logged
+    assert "diagnostics.jsonl" not in {a.path for a in client.list_artifacts(run.info.run_id)}
+    statement = (run_dir / "privacy_statement.md").read_text()
+    assert "`tracking.json`: covered" in statement
