@@ -239,8 +239,8 @@ class FederatedRun:
         and the strategy stack for this config."""
         import tensorflow as tf
 
-        from fl_sim.data.server_corpus import load_server_corpus
         from fl_sim.data.baselines import eval_baselines, flat_baselines
+        from fl_sim.data.server_corpus import load_server_corpus
         from fl_sim.data.targets import word_mask
         from fl_sim.evaluation import Evaluator
         from fl_sim.models import build_model
