@@ -68,9 +68,10 @@ RELEASE_KEYS = frozenset({
     "baseline_accuracy_no_oov_eos", "baseline_word", "stopped_reason", "noise_source",
     "privacy", "privacy_statement",
 })
-#: Key prefixes released likewise (evaluation, epsilons, the run's own epsilon in
-#: deployment mode, pruning sparsity: a function of the released weights).
-RELEASE_PREFIXES = ("eval_", "epsilon", "run_", "pruning_")
+#: Key prefixes released likewise (evaluation and its smoothed means and baselines on the
+#: held-out clients, epsilons, the run's own epsilon in deployment mode, pruning sparsity:
+#: a function of the released weights).
+RELEASE_PREFIXES = ("eval_", "smoothed_", "baseline_", "epsilon", "run_", "pruning_")
 
 #: What the diagnostics hold, for the statement (anything not released goes there).
 DIAGNOSTIC_EXAMPLES = ("train_loss", "train_examples", "num_clipped", "fraction_clipped",
