@@ -119,3 +119,22 @@ def test_compare_rejects_bad_input(seeded, tmp_path):
     assert bad.returncode == 2 and "not a run directory" in bad.stderr
     bad = run_cli("compare", run_dir, "--metric", "nope", "--out", tmp_path / "x")
     assert bad.returncode == 2 and "unknown metric" in bad.stderr and "word_top1" in bad.stderr
+
+
+def test_resume_skips_finished_seeds_and_gives_the_same_summary(seeded, tmp_path):
+    import shutil
+
+    run_dir, _ = seeded
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    before = json.loads((copy / "summary.json").read_text())
+    # As if killed after seed 0: seed 1 and the summary over seeds are not written yet.
+    (copy / "summary.json").unlink()
+    (copy / "seed-1" / "summary.json").unlink()
+    proc = run_cli("run", "--resume", copy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[seed 0] finished earlier" in proc.stdout
+    after = json.loads((copy / "summary.json").read_text())
+    strip = [{k: v for k, v in r.items() if k != "run_dir"} for r in before["per_seed"]]
+    assert [{k: v for k, v in r.items() if k != "run_dir"} for r in after["per_seed"]] == strip
+    assert after["comparisons"][0]["differences"] == before["comparisons"][0]["differences"]
