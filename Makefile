@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED := 1
 .PHONY: demo test test-slow test-kernels install lock clean-cache help
 
 help:
-	@echo "make demo       run the default experiment (SI-CIFG vs CIFG on Shakespeare)"
+	@echo "make demo       run the default experiment (SI-CIFG vs CIFG on Shakespeare, 3 seeds)"
 	@echo "make test       run the test suite (what CI runs)"
 	@echo "make test-slow  run the slow end-to-end tests (CI runs them too)"
 	@echo "make test-kernels  the numeric tests under other float kernels (CI runs them too)"
@@ -29,11 +29,15 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-# Train, then export the run just made (results/demo = its newest finished run) to TFLite
-# and print the size / accuracy / latency table (RUN_DIR/<model>/export/, docs/android_bundle.md).
+# Train both models once per seed, export seed 0's models of the run just made (the newest
+# results/demo/<run_id>/seed-0) to TFLite and print their size / accuracy / latency table
+# (seed-0/<model>/export/, docs/android_bundle.md), then the summary over seeds again:
+# word top-1/top-3 mean ± 95% CI per model, the baselines and the paired verdict.
 demo: $(STAMP)
-	$(VENV)/bin/fl-sim run experiments/demo.toml
-	$(VENV)/bin/fl-sim export results/demo --eval-sequences 200 --latency-runs 50 --quiet
+	$(VENV)/bin/fl-sim run experiments/demo.toml --set 'experiment.seeds=[0,1,2]'
+	run=$$(ls -d results/demo/*/seed-0 | tail -1) && \
+	  $(VENV)/bin/fl-sim export $$run --eval-sequences 200 --latency-runs 50 --quiet && \
+	  echo && cat $$(dirname $$run)/summary.md
 
 test: $(STAMP) .venv-ref
 	$(PY) -m pytest -q tests

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run an experiment (a TOML file under experiments/) in Flower's simulation "
                     "runtime. Results go to <output_dir>/<experiment>/<run_id>/: "
                     "config.resolved.toml, manifest.json, metrics.jsonl, checkpoints/, plots/, "
-                    "tensorboard/ and summary.md.",
+                    "tensorboard/ and summary.md. With experiment.seeds, one seed-<s>/ run per "
+                    "seed and a summary over seeds (mean ± 95% CI, paired verdicts).",
         epilog=EPILOG)
     run.add_argument("experiment", nargs="?", help="experiment TOML file")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare finished runs. Each RUN_DIR is a run directory (a plain run, a "
                     "comparison or a multi-seed run). Runs are grouped by model (and experiment, "
                     "when they differ), or with --by run by RUN_DIR; every group gets the mean, "
-                    "sample sd and 95%% t-interval of each metric over its runs (seeds), and every "
+                    "sample sd and 95% t-interval of each metric over its runs (seeds), and every "
                     "pair of groups the difference, paired by seed when the seeds match one to "
                     "one, else Welch's interval. Values come from each run's metrics.jsonl (its "
                     "final row). Writes compare.md, compare.csv, compare.json and compare.png.",
