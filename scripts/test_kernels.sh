@@ -10,8 +10,18 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export FL_SIM_LOGIT_HASH_LOG=${FL_SIM_LOGIT_HASH_LOG:-$PWD/.cache/logit_hashes.txt}
 mkdir -p "$(dirname "$FL_SIM_LOGIT_HASH_LOG")"
-NUMERIC=(tests/unit tests/integration/test_simulation.py tests/integration/test_dp_run.py
-         tests/integration/test_tfp_crosscheck.py tests/integration/test_export.py)
+# Model equations, update math, aggregation and DP mechanisms, evaluation metrics and the
+# trainer (unit); training determinism and XLA-vs-graph equality; export parity and
+# agreement. Accounting (dp-accounting, autodp, tensorflow-privacy) is pure NumPy/SciPy that
+# no TF kernel setting touches, so its oracles run once, in make test.
+NUMERIC=(tests/unit/test_models.py tests/unit/test_si_cifg.py tests/unit/test_si_transformer.py
+         tests/unit/test_export_modes.py tests/unit/test_fedavg_math.py tests/unit/test_strategy.py
+         tests/unit/test_strategy_composition.py tests/unit/test_dp_strategy.py
+         tests/unit/test_privacy_clipping.py tests/unit/test_privacy_noise.py
+         tests/unit/test_privacy_adaptive.py tests/unit/test_evaluation.py tests/unit/test_stats.py
+         tests/unit/test_pruning.py tests/unit/test_trainer_xla.py
+         tests/integration/test_simulation.py tests/integration/test_xla_run.py
+         tests/integration/test_export.py)
 mapfile -t SETTINGS < <($PY scripts/kernel_probe.py)
 if [ ${#SETTINGS[@]} -eq 0 ]; then
   echo "test-kernels: no candidate setting changes the floats on this CPU; nothing to run" >&2
