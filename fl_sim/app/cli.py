@@ -180,13 +180,13 @@ def cmd_run(args, parser) -> int:
         return _usage_error(str(exc))
     except _DataProblem as exc:
         return _usage_error(str(exc))
-    print(f"fl-sim: {'resuming' if args.resume else 'starting'} {cfg.experiment.name} "
-          f"-> {run_dir}", flush=True)
     from fl_sim.app import stopping
-    from fl_sim.app.simulation import simulate
 
     stopping.resume_hint = lambda: _resume_hint(run_dir)
+    print(f"fl-sim: {'resuming' if args.resume else 'starting'} {cfg.experiment.name} "
+          f"-> {run_dir}", flush=True)
     from fl_sim.app.progress import for_stream
+    from fl_sim.app.simulation import simulate
 
     try:
         with for_stream(sys.stdout) as progress:  # live bars on a terminal, lines in logs

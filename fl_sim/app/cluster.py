@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -382,9 +383,11 @@ def run(cluster_dir: Path, rc: dict, *, timeout: float, echo=None) -> tuple[int,
     echo = echo or (lambda s: print(s, end="", flush=True))
     proc = subprocess.Popen(cmd, cwd=REPO, env=flower_env(cluster_dir), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    run_dir, finished = None, False
+    run_dir, finished, run_id = None, False, None
     deadline = time.monotonic() + timeout
     import selectors
+
+    from fl_sim.app import stopping
 
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
@@ -400,8 +403,11 @@ def run(cluster_dir: Path, rc: dict, *, timeout: float, echo=None) -> tuple[int,
             if not line:
                 break
             echo(line)
+            if m := re.search(r"Successfully started run (\d+)", line):
+                run_id = int(m.group(1))
             if line.startswith("fl-sim: ") and " -> " in line:  # the ServerApp's first line
                 run_dir = line.rsplit(" -> ", 1)[1].strip()
+                stopping.resume_hint = f"continue with: fl-sim cluster run --resume {run_dir}"
             if line.startswith("Run directory: "):  # its last line
                 run_dir, finished = line.split(": ", 1)[1].strip(), True
         code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -410,11 +416,30 @@ def run(cluster_dir: Path, rc: dict, *, timeout: float, echo=None) -> tuple[int,
         proc.wait(timeout=10)
         echo(f"fl-sim: flwr run did not finish within {timeout:.0f} s (--timeout)\n")
         return 124, run_dir
+    except KeyboardInterrupt:  # SIGINT / SIGTERM (fl_sim.app.stopping): stop the run too
+        stop_run(cluster_dir, run_id, proc)
+        raise
     finally:
         sel.close()
     if code == 0 and not finished:
         code = 1  # the ServerApp stopped before its last line (flwr may still exit 0)
     return code, run_dir
+
+
+def stop_run(cluster_dir: Path, run_id: int | None, proc: subprocess.Popen) -> None:
+    """Stop a run on the cluster, then the `flwr run --stream` that follows it.
+
+    The ServerApp runs in the SuperLink's processes, not under `flwr run` (which is in a
+    session of its own, so a terminal's Ctrl-C does not reach it): `flwr stop` asks the
+    SuperLink to end it. Its checkpoints are atomic, so the run resumes from the last one.
+    """
+    if run_id is not None:
+        try:
+            subprocess.run(["flwr", "stop", str(run_id), CONNECTION], cwd=REPO,
+                           env=flower_env(cluster_dir), capture_output=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # the SuperLink is gone or hung: nothing else to stop it with from here
+    stop_process({"pid": proc.pid, "start": _start_ticks(proc.pid)}, 5)
 
 
 def aborted_reason(run_dir: str | None) -> str | None:
@@ -515,6 +540,19 @@ def cmd_cluster(args) -> int:
                     return err("--resume takes only RUN_DIR: the run keeps its own config")
                 if not (Path(args.resume) / "config.resolved.toml").is_file():
                     return err(f"{args.resume}: not a run directory (no config.resolved.toml)")
+                from fl_sim.app import stopping
+                from fl_sim.app.resume import ResumeError, already_complete, check_resumable
+                from fl_sim.config import load_experiment
+
+                cfg = load_experiment(Path(args.resume) / "config.resolved.toml")
+                if done := already_complete(Path(args.resume), cfg):
+                    print(f"fl-sim: {args.resume} is already complete ({done}); nothing to do")
+                    return 0
+                try:
+                    check_resumable(Path(args.resume), cfg)
+                except ResumeError as exc:
+                    return err(str(exc))
+                stopping.resume_hint = f"continue with: fl-sim cluster run --resume {args.resume}"
             elif not args.experiment:
                 return err("cluster run needs an EXPERIMENT file or --resume RUN_DIR")
             rc = run_config(args.experiment, list(args.overrides), args.rounds, args.out, args.resume)
