@@ -1,8 +1,9 @@
 """The ``fl-sim`` command line.
 
-Exit codes: 0 success, 1 a run failed, 2 a usage, config, data or checkpoint error (the
-message names the file, key or value and what was expected; nothing already written is
-touched).
+Exit codes (README, "Exit codes"): 0 success, 1 a run failed, 2 a usage, config, data,
+path or checkpoint error (the message names the file, key or value and what was expected;
+nothing already written is touched), 130 / 143 stopped by SIGINT / SIGTERM
+(fl_sim.app.stopping; resumable, the message says how).
 """
 
 from __future__ import annotations
