@@ -266,9 +266,10 @@ def difference(a: list[Run], b: list[Run], metric: str, m: Metric,
 
 
 def compare(paths: list, metrics: list[str], by: str = "model",
-            confidence: float = stats.CONFIDENCE) -> dict:
+            confidence: float = stats.CONFIDENCE) -> tuple[dict, dict[str, list[Run]]]:
     """Everything ``fl-sim compare`` reports: per-run values, per-group mean ± CI, and the
-    difference of every later group to every earlier one, for each metric."""
+    difference of every later group to every earlier one, for each metric; and the runs
+    of each group (for the plot)."""
     resolved = [resolve_metric(n) for n in metrics]
     runs = [r for p in paths for r in find_runs(p)]
     groups = group_runs(runs, by)
@@ -290,8 +291,7 @@ def compare(paths: list, metrics: list[str], by: str = "model",
                          text=f"{m.label}: " + stats.format_difference(label(ga), label(gb), d, m.fmt)
                               + f" [{d['method']}]")
                 out["differences"].append(d)
-    out["_groups"] = groups
-    return out
+    return out, groups
 
 
 def compare_markdown(result: dict) -> str:
@@ -313,7 +313,7 @@ def compare_markdown(result: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_compare(result: dict, out_dir) -> list:
+def write_compare(result: dict, groups: dict[str, list[Run]], out_dir) -> list:
     """compare.md, compare.csv (one row per run), compare.json and compare.png in ``out_dir``."""
     import csv
     import io
@@ -325,15 +325,13 @@ def write_compare(result: dict, out_dir) -> list:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    groups = result["_groups"]
-    public = {k: v for k, v in result.items() if not k.startswith("_")}
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(public["runs"][0]))
+    writer = csv.DictWriter(buf, fieldnames=list(result["runs"][0]))
     writer.writeheader()
-    writer.writerows(public["runs"])
+    writer.writerows(result["runs"])
     atomic_write_text(out_dir / "compare.csv", buf.getvalue())
-    atomic_write_text(out_dir / "compare.md", compare_markdown(public))
-    atomic_write_text(out_dir / "compare.json", json.dumps(public, indent=2) + "\n")
+    atomic_write_text(out_dir / "compare.md", compare_markdown(result))
+    atomic_write_text(out_dir / "compare.json", json.dumps(result, indent=2) + "\n")
     seed_bands({label(g): [r.rows for r in rs] for g, rs in groups.items()}, out_dir / "compare.png",
                title=" vs ".join(label(g) for g in groups))
     return [out_dir / n for n in ("compare.md", "compare.csv", "compare.json", "compare.png")]

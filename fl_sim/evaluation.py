@@ -8,9 +8,9 @@ cross-entropy over non-PAD targets.
 The headline metrics are ``word_top1`` and ``word_top3``: the share of word targets (in
 vocabulary, not punctuation-only: :mod:`fl_sim.data.targets`) that are the model's first,
 or among its first three, suggestions, where suggestions never name a special token
-(a keyboard shows three words and no "<eos>"). Punctuation and EOS are a third of the
-targets of the plays, and a constant "," already scores about what a weak model does on
-the other metrics; on word targets a model must predict words.
+(a keyboard shows three words and no "<eos>"). Punctuation, EOS and OOV are about a third
+of the targets of the plays, and a constant "," or "<eos>" already scores about what a
+weak model does on the other metrics; on word targets a model must predict words.
 
 Everything is computed in the evaluation graph as per-sequence sums, so a caller that knows
 which client each sequence belongs to gets per-client sums for free, and with them the

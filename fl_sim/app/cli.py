@@ -272,13 +272,13 @@ def cmd_compare(args) -> int:
     from fl_sim.comparison import CompareError, compare, compare_markdown, write_compare
 
     try:
-        result = compare(args.run_dirs, args.metrics or ["word_top1", "word_top3"], by=args.by)
+        result, groups = compare(args.run_dirs, args.metrics or ["word_top1", "word_top3"], by=args.by)
     except CompareError as exc:
         return _usage_error(str(exc))
     out = Path(args.out) if args.out else (
         Path("results") / "compare" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
-    files = write_compare(result, out)
-    print(compare_markdown({k: v for k, v in result.items() if not k.startswith("_")}))
+    files = write_compare(result, groups, out)
+    print(compare_markdown(result))
     print("Wrote " + ", ".join(str(f) for f in files))
     return 0
 

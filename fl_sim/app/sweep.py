@@ -33,6 +33,7 @@ from pathlib import Path
 from fl_sim.config import (MODEL_KINDS, ConfigError, ExperimentConfig, check_dir_name,
                            load_experiment, read_toml)
 from fl_sim.results import atomic_write_text
+from fl_sim.stats import t_interval
 
 SWEEP_KEYS = {"name", "experiment", "models", "noise_multipliers", "target_epsilons",
               "non_private_reference", "seeds", "set"}
@@ -214,7 +215,9 @@ def collect(sweep: Sweep, sweep_dir: Path) -> list[dict]:
 
 def over_seeds(rows: list[dict]) -> list[dict]:
     """One row per grid point: accuracy and perplexity averaged over its seeds, with their
-    sample standard deviation (``*_sd``, None for one seed) and the number of seeds ``n``.
+    sample standard deviation (``*_sd``, None for one seed), the half-width of their 95%
+    t-interval (``*_ci_half_width``, :func:`fl_sim.stats.t_interval`) and the number of
+    seeds ``n``.
     The privacy columns are the same for every seed (same z, sampling and rounds)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -225,14 +228,8 @@ def over_seeds(rows: list[dict]) -> list[dict]:
         row = {k: v for k, v in members[0].items() if k not in ("point", "seed", "run_dir")}
         row["n"] = len(members)
         for key in ("word_top1", "word_top3", "accuracy", "accuracy_no_oov_eos", "perplexity", "eval_loss"):
-            vals = [m[key] for m in members if m.get(key) is not None]
-            if not vals:
-                row[key] = row[f"{key}_sd"] = None
-                continue
-            mean = sum(vals) / len(vals)
-            row[key] = mean
-            row[f"{key}_sd"] = (math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
-                                if len(vals) > 1 else None)
+            st = t_interval([m.get(key) for m in members])
+            row[key], row[f"{key}_sd"], row[f"{key}_ci_half_width"] = st["mean"], st["sd"], st["ci_half_width"]
         out.append(row)
     return out
 
