@@ -88,13 +88,33 @@ class ModelConfig:
     ff_dim: int = _f(512, lo=1, doc="transformer feed-forward width")
 
 
+CLIENT_OPTIMIZERS = ("sgd", "adam", "adagrad")
+# The client lr when the config sets none (not tuned here; experiments/sweeps/
+# client_optimizer.toml compares grids). SGD: the demo's value. Adam: Keras's default; its
+# step is about lr per weight whatever the gradient's scale, so SGD's 0.5 would move every
+# weight by 0.5 a step, more than the initial weights' scale (~0.1). Adagrad: its
+# accumulator starts at 0.1 and client state starts fresh each round, so over a round's few
+# small gradients it steps like SGD with lr / sqrt(0.1) = 3.2 lr: 0.05 is SGD-sized (0.16).
+CLIENT_LR_DEFAULTS = {"sgd": 0.5, "adam": 1e-3, "adagrad": 0.05}
+ADAPTIVE_LR_MAX = 0.1  # adam / adagrad: a larger client.lr is rejected (see above)
+# Per-parameter float32 slots of each client optimizer's state (Adam: m and v).
+OPTIMIZER_SLOTS = {"sgd": 0, "adam": 2, "adagrad": 1}
+
+
 @dataclass(frozen=True)
 class ClientConfig:
-    lr: float = _f(0.5, lo=0.0, lo_open=True, doc="client SGD learning rate")
+    optimizer: str = _f("sgd", choices=CLIENT_OPTIMIZERS,
+                        doc="client optimizer; adam / adagrad state starts fresh for every client")
+    lr: float = _f(None, lo=0.0, lo_open=True,
+                   doc="client learning rate (unset: sgd 0.5, adam 0.001, adagrad 0.05)")
     local_epochs: int = _f(1, lo=1)
     batch_size: int = _f(16, lo=1)
     max_steps: int = _f(0, lo=0, doc="cap on local SGD steps per round (0 = no cap)")
     xla: bool = _f(False, doc="compile the local step and evaluation with XLA (clients/trainer.py)")
+
+    def __post_init__(self):
+        if self.lr is None:  # not in the file: the optimizer's own default
+            object.__setattr__(self, "lr", CLIENT_LR_DEFAULTS[self.optimizer])
 
 
 @dataclass(frozen=True)
@@ -408,6 +428,7 @@ def _check_cross_fields(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(
             f"{where}: server.min_clients = {cfg.server.min_clients}: expected <= "
             f"server.clients_per_round ({cfg.server.clients_per_round})")
+    _check_client(cfg.client, where)
     p = cfg.privacy
     if p.noise_cohort_size and p.accounting_population and p.noise_cohort_size > p.accounting_population:
         raise ConfigError(
@@ -450,6 +471,14 @@ def for_runtime(cfg: ExperimentConfig, *, deployment: bool) -> ExperimentConfig:
         return cfg
     return cfg.replace(privacy=dataclasses.replace(
         p, reproducible_noise="false" if deployment else "true"))
+
+
+def _check_client(c: ClientConfig, where: str) -> None:
+    if c.optimizer != "sgd" and c.lr > ADAPTIVE_LR_MAX:
+        raise ConfigError(
+            f"{where}: client.lr = {c.lr!r}: expected <= {ADAPTIVE_LR_MAX} when client.optimizer "
+            f"= {c.optimizer!r} (an SGD-sized rate; {c.optimizer}'s default is "
+            f"{CLIENT_LR_DEFAULTS[c.optimizer]}, used when client.lr is not set)")
 
 
 def to_dict(cfg: ExperimentConfig) -> dict:

@@ -27,7 +27,7 @@ from flwr.serverapp import Grid, ServerApp
 from fl_sim import checkpoint, results
 from fl_sim.app import stopping
 from fl_sim.app.progress import LineProgress, as_progress
-from fl_sim.config import ExperimentConfig, dumps_toml, for_runtime, load_experiment
+from fl_sim.config import OPTIMIZER_SLOTS, ExperimentConfig, dumps_toml, for_runtime, load_experiment
 from fl_sim.tracking import Tracker, start_tracking
 
 #: Where messages and per-round lines go: a LineProgress/LiveProgress, or any print-like callable.
@@ -386,7 +386,10 @@ class FederatedRun:
         if last_eval is None or stop_reason:  # resumed after the end, or stopped early
             last_eval = self._evaluate()
         final = {"type": "final", "model": cfg.model.kind, "rounds": cfg.experiment.rounds,
-                 "parameters": self.n_params, "baseline_accuracy": baseline["accuracy"],
+                 "parameters": self.n_params, "client_optimizer": cfg.client.optimizer,
+                 # What each client's optimizer holds beside the model during its pass.
+                 "client_optimizer_state_bytes": OPTIMIZER_SLOTS[cfg.client.optimizer] * self.n_params * 4,
+                 "baseline_accuracy": baseline["accuracy"],
                  "baseline_accuracy_no_oov_eos": baseline["accuracy_no_oov_eos"],
                  "baseline_word": baseline.get("word"), **self.baselines,
                  **{f"eval_{k}": v for k, v in last_eval.items()},

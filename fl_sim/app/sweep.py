@@ -1,4 +1,4 @@
-"""Utility-privacy sweeps: a grid of full runs over noise multipliers or target epsilons.
+"""Sweeps: a grid of full runs over noise multipliers, target epsilons or named variants.
 
 A sweep file names a base experiment and the grid::
 
@@ -10,6 +10,13 @@ A sweep file names a base experiment and the grid::
     non_private_reference = true          # one run per model without DP
     seeds = [0, 1, 2]                     # optional: every point once per seed
     set = ["experiment.rounds=30"]        # overrides applied to every point
+
+Instead of a privacy grid, ``variants`` names sets of overrides, one point per model and
+variant (e.g. client optimizers with their own learning rates)::
+
+    [sweep.variants]
+    "sgd-lr0.5" = ["client.lr=0.5"]
+    "adam-lr0.001" = ['client.optimizer="adam"', "client.lr=0.001"]
 
 Each point is an ordinary run directory under ``<sweep_dir>/points/<point>/``; a point
 whose summary.json exists is done, one with a checkpoint is resumed, so an interrupted
@@ -36,7 +43,7 @@ from fl_sim.results import atomic_write_text
 from fl_sim.stats import t_interval
 
 SWEEP_KEYS = {"name", "experiment", "models", "noise_multipliers", "target_epsilons",
-              "non_private_reference", "seeds", "set"}
+              "non_private_reference", "seeds", "set", "variants"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,8 @@ class Point:
     noise_multiplier: float | None
     target_epsilon: float | None
     seed: int | None = None  # None: the base experiment's seed
+    variant: str | None = None  # a name from sweep.variants
+    variant_set: tuple[str, ...] = ()  # its overrides
 
     @property
     def private(self) -> bool:
@@ -53,7 +62,9 @@ class Point:
 
     def overrides(self) -> list[str]:
         out = ["experiment.compare=[]", f'model.kind="{self.model}"']
-        if self.noise_multiplier is not None:
+        if self.variant is not None:
+            out += list(self.variant_set)  # privacy as the base experiment and sweep.set say
+        elif self.noise_multiplier is not None:
             out += ["privacy.enabled=true", f"privacy.noise_multiplier={self.noise_multiplier}",
                     "privacy.target_epsilon=0.0"]
         elif self.target_epsilon is not None:
@@ -96,12 +107,19 @@ def load_sweep(path: str | Path) -> Sweep:
     if not isinstance(s.get("experiment"), str):
         raise ConfigError(f"{where}: sweep.experiment = {s.get('experiment')!r}: expected a path")
     experiment = (path.parent / s["experiment"]).resolve()
-    has_z, has_e = "noise_multipliers" in s, "target_epsilons" in s
-    if has_z == has_e:
-        raise ConfigError(f"{where}: expected exactly one of sweep.noise_multipliers or sweep.target_epsilons")
-    key = "noise_multipliers" if has_z else "target_epsilons"
+    has_z, has_e, has_v = "noise_multipliers" in s, "target_epsilons" in s, "variants" in s
+    if has_z + has_e + has_v != 1:
+        raise ConfigError(f"{where}: expected exactly one of sweep.noise_multipliers, "
+                          "sweep.target_epsilons or sweep.variants")
+    key = "noise_multipliers" if has_z else "target_epsilons" if has_e else "variants"
     values = s[key]
-    if (not isinstance(values, list) or not values
+    if has_v:
+        if (not isinstance(values, dict) or not values
+                or not all(isinstance(v, list) and all(isinstance(o, str) for o in v)
+                           for v in values.values())):
+            raise ConfigError(f"{where}: sweep.variants = {values!r}: expected a table of "
+                              "name = ['section.key=value', ...]")
+    elif (not isinstance(values, list) or not values
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                        and v > 0 for v in values)):
         raise ConfigError(f"{where}: sweep.{key} = {values!r}: expected a non-empty list of finite "
@@ -128,6 +146,10 @@ def load_sweep(path: str | Path) -> Sweep:
         seeds = list(base.experiment.seeds)
     grid = []
     for m in models:
+        if has_v:
+            grid += [Point(f"{m}-{name}", m, None, None, variant=name, variant_set=tuple(sets))
+                     for name, sets in values.items()]
+            continue
         if reference:
             grid.append(Point(f"{m}-nonprivate", m, None, None))
         for v in values:
@@ -137,7 +159,8 @@ def load_sweep(path: str | Path) -> Sweep:
             else:
                 grid.append(Point(f"{m}-eps{v:g}", m, None, v))
     points = grid if seeds is None else [
-        Point(f"{p.name}-s{seed}", p.model, p.noise_multiplier, p.target_epsilon, seed)
+        Point(f"{p.name}-s{seed}", p.model, p.noise_multiplier, p.target_epsilon, seed,
+              p.variant, p.variant_set)
         for p in grid for seed in seeds]
     sweep = Sweep(s["name"], experiment, tuple(points), tuple(overrides), where)
     for p in points:
@@ -196,7 +219,8 @@ def collect(sweep: Sweep, sweep_dir: Path) -> list[dict]:
         data = json.loads(summary.read_text())
         final = next(iter(data["models"].values()))
         rows.append({
-            "point": point.name, "model": point.model, "seed": data.get("seed"), "private": point.private,
+            "point": point.name, "model": point.model, "variant": point.variant,
+            "seed": data.get("seed"), "private": point.private,
             "noise_multiplier": final.get("noise_multiplier", point.noise_multiplier),
             "target_epsilon": point.target_epsilon,
             "epsilon_rdp": final.get("epsilon_rdp"), "epsilon_pld": final.get("epsilon_pld"),
@@ -221,7 +245,7 @@ def over_seeds(rows: list[dict]) -> list[dict]:
     The privacy columns are the same for every seed (same z, sampling and rounds)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        key = (r["model"], r["private"], r["noise_multiplier"], r["target_epsilon"])
+        key = (r["model"], r.get("variant"), r["private"], r["noise_multiplier"], r["target_epsilon"])
         groups.setdefault(key, []).append(r)
     out = []
     for members in groups.values():
@@ -262,7 +286,9 @@ def frontier_table(rows: list[dict]) -> str:
     seeded = any(r.get("n", 1) > 1 for r in rows)
     deploy = deployments(rows)
     scope = f" for {'; '.join(deploy)}" if deploy else ""
-    head = (f"| model | noise multiplier | epsilon (RDP){scope} | epsilon (PLD){scope} | delta | "
+    variants = any(r.get("variant") for r in rows)
+    head = ("| model |" + (" variant |" if variants else "")
+            + f" noise multiplier | epsilon (RDP){scope} | epsilon (PLD){scope} | delta | "
             "word top-1 | word top-3 | accuracy | acc. no OOV/EOS | perplexity |")
     if deploy:
         head += " epsilon of the simulated run itself (RDP) | its delta |"
@@ -283,7 +309,8 @@ def frontier_table(rows: list[dict]) -> str:
         z = "non-private" if not r["private"] else f(r["noise_multiplier"], ".4g")
         eps_r = "inf" if not r["private"] else f(r["epsilon_rdp"], ".3g")
         eps_p = "inf" if not r["private"] else f(r["epsilon_pld"], ".3g")
-        line = (f"| {r['model']} | {z} | {eps_r} | {eps_p} | {f(r['delta'], '.2g')} | "
+        line = (f"| {r['model']} |" + (f" {r.get('variant') or '-'} |" if variants else "")
+                + f" {z} | {eps_r} | {eps_p} | {f(r['delta'], '.2g')} | "
                 f"{pm(r, 'word_top1', '.4f')} | {pm(r, 'word_top3', '.4f')} | {pm(r, 'accuracy', '.4f')} | {pm(r, 'accuracy_no_oov_eos', '.4f')} | "
                 f"{pm(r, 'perplexity', '.1f')} |")
         if deploy:
@@ -333,7 +360,8 @@ def frontier_plot(rows: list[dict], out: Path, title: str = "") -> Path:
             ax.errorbar([r["epsilon_rdp"] for r in priv], [r[key] for r in priv],
                         yerr=err if any(err) else None, marker="o", capsize=3, color=colors[m], label=m)
             for r in ref:
-                ax.axhline(r[key], color=colors[m], linestyle="--", alpha=0.7, label=f"{m} non-private")
+                ax.axhline(r[key], color=colors[m], linestyle="--", alpha=0.7,
+                           label=f"{m} {r.get('variant') or 'non-private'}")
                 if r.get(f"{key}_sd"):
                     ax.axhspan(r[key] - r[f"{key}_sd"], r[key] + r[f"{key}_sd"], color=colors[m], alpha=0.1)
     base = next((r["baseline_accuracy"] for r in rows), None)
