@@ -1,4 +1,4 @@
-"""The Flower ClientApp: trains the clients the server assigns to this node with plain SGD.
+"""The Flower ClientApp: trains the clients the server assigns to this node (clients/trainer.py).
 
 The experiment arrives inside each train message (the resolved TOML), so a node needs
 no config file of its own. Each worker process keeps one corpus handle and one
