@@ -19,15 +19,27 @@ class ResumeError(ValueError):
     """The run directory cannot be resumed as it is; the message says what to do."""
 
 
+def model_dirs(run_dir: Path, cfg: ExperimentConfig) -> list[tuple[str, Path, ExperimentConfig]]:
+    """(label, directory, config) of every model a run trains: per seed (``seed-<s>/``,
+    with experiment.seeds), per compared kind (``<kind>/``), or the run directory itself."""
+    from fl_sim.app.server_app import seed_config, sub_runs
+
+    run_dir = Path(run_dir)
+    seeds = [(f"seed-{s}", run_dir / f"seed-{s}", seed_config(cfg, s)) for s in cfg.experiment.seeds]
+    out = []
+    for tag, base, base_cfg in seeds or [("", run_dir, cfg)]:
+        for name, sub_cfg in sub_runs(base_cfg):
+            label = "/".join(x for x in (tag, name or sub_cfg.model.kind) if x)
+            out.append((label, base / name if name else base, sub_cfg))
+    return out
+
+
 def check_resumable(run_dir: Path, cfg: ExperimentConfig) -> list[str]:
     """Notes on damaged files a resume will skip; raises :class:`ResumeError`."""
-    from fl_sim.app.server_app import sub_runs
-
     run_dir = Path(run_dir)
     again = f"start the run again: fl-sim run {run_dir / 'config.resolved.toml'}"
     notes = []
-    for name, sub_cfg in sub_runs(cfg):
-        sub_dir = run_dir / name if name else run_dir
+    for _, sub_dir, sub_cfg in model_dirs(run_dir, cfg):
         try:
             rounds = MetricsLog(sub_dir / "metrics.jsonl").logged_rounds()
             _, problems = checkpoint.resume_point(sub_dir, rounds, sub_cfg.model.kind)
@@ -47,22 +59,20 @@ def already_complete(run_dir: Path, cfg: ExperimentConfig) -> str | None:
     A run aborted under server.below_min_clients = "abort" is not: a resume retries the
     round it aborted in.
     """
-    from fl_sim.app.server_app import sub_runs
-
     run_dir = Path(run_dir)
     if not (run_dir / "summary.json").is_file():
         return None
     done = []
-    for name, sub_cfg in sub_runs(cfg):
+    for label, sub_dir, _ in model_dirs(run_dir, cfg):
         try:
-            rows = MetricsLog((run_dir / name if name else run_dir) / "metrics.jsonl").rows()
+            rows = MetricsLog(sub_dir / "metrics.jsonl").rows()
         except ValueError:
             return None  # damaged: check_resumable says how
         final = rows[-1] if rows else {}
         reason = str(final.get("stopped_reason") or "")
         if final.get("type") != "final" or reason.startswith("aborted"):
             return None
-        done.append(f"{name or sub_cfg.model.kind}: {final.get('rounds_completed')} of "
+        done.append(f"{label}: {final.get('rounds_completed')} of "
                     f"{final.get('rounds')} rounds" + (f", stopped early: {reason}" if reason else ""))
     return "; ".join(done)
 
