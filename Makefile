@@ -45,6 +45,12 @@ test: $(STAMP) .venv-ref
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow tests
 
+# The export report's budgets and sizes on the trained demo SI-CIFG (trains it first:
+# 17 min at load ~30 here). Outside .ci/run to keep CI within its budget; docs/testing.md.
+.PHONY: test-demo-export
+test-demo-export: $(STAMP)
+	$(PY) -m pytest -q -m demo_model tests
+
 # The tests that compare numbers, under float-kernel settings that change TF's numbers on
 # this CPU (TF_ENABLE_ONEDNN_OPTS=0, a lower ONEDNN_MAX_CPU_ISA); scripts/test_kernels.sh.
 test-kernels: $(STAMP) .venv-ref

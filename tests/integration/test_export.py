@@ -502,7 +502,7 @@ def test_compaction_stores_shared_tables_once_and_changes_no_output(tmp_path):
 # --------------------------------------------------------------------------- the demo model
 
 
-@pytest.mark.slow
+@pytest.mark.demo_model
 def test_budgets_and_sizes_hold_on_the_trained_demo_model(tmp_path):
     """The report's accuracy budgets where they mean something: the demo SI-CIFG
     (experiments/si_cifg.toml, 707,404 parameters) trained for its 60 rounds, whose top-1
