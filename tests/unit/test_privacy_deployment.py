@@ -1,15 +1,14 @@
 """Deployment-scale accounting (privacy.noise_cohort_size / accounting_population): the noise
 the simulated cohort gets, and both epsilons, against NumPy and dp-accounting directly."""
 
-import dp_accounting
 import numpy as np
 import pytest
-from dp_accounting import NeighboringRelation as NR
 
 from fl_sim.config import ConfigError, from_dict
 from fl_sim.privacy import DPAggregator, split_noise_multiplier
 from fl_sim.privacy.deployment import DeploymentScale, DPAccounting
 from strategies.registry import make_strategy
+from tests.unit.test_privacy_accountant import _independent_epsilon
 
 
 def privacy(**kw):
@@ -17,18 +16,9 @@ def privacy(**kw):
 
 
 def direct_epsilon(sampling, z, rounds, population, cohort, delta, accountant="rdp"):
-    """Epsilon from dp-accounting's public API, written out independently of fl_sim."""
-    if sampling == "poisson":
-        event = dp_accounting.PoissonSampledDpEvent(cohort / population,
-                                                    dp_accounting.GaussianDpEvent(z))
-        relation = NR.ADD_OR_REMOVE_ONE
-    else:  # replace-one: the clipped sum's sensitivity is 2C, so the multiplier is z / 2
-        event = dp_accounting.SampledWithoutReplacementDpEvent(
-            population, cohort, dp_accounting.GaussianDpEvent(z / 2))
-        relation = NR.REPLACE_ONE
-    acc = (dp_accounting.rdp.RdpAccountant(neighboring_relation=relation) if accountant == "rdp"
-           else dp_accounting.pld.PLDAccountant(neighboring_relation=relation))
-    return acc.compose(dp_accounting.SelfComposedDpEvent(event, rounds)).get_epsilon(delta)
+    """Epsilon from dp-accounting's public API, written out independently of fl_sim (the
+    accountant tests' reference, with this file's argument order)."""
+    return _independent_epsilon(accountant, sampling, z, rounds, population, cohort, delta)
 
 
 def test_noise_on_the_mean_is_that_of_the_noise_cohort():
