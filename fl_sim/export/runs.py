@@ -52,14 +52,27 @@ def resolve_run_dir(path: Path) -> tuple[Path, str | None]:
     if not path.is_dir():
         raise ExportError(f"{path}: no such run directory")
     if (path / "config.resolved.toml").is_file():
-        return path, None
+        return _first_seed(path, None)
     runs = sorted(p for p in path.iterdir() if (p / "config.resolved.toml").is_file())
     if not runs:
         raise ExportError(f"{path}: not a run directory (no config.resolved.toml) and no run "
                           f"directories inside it")
     finished = [p for p in runs if (p / "summary.json").is_file()]
     pick = (finished or runs)[-1]
-    return pick, f"{path} is an experiment folder; exporting its newest run {pick}"
+    return _first_seed(pick, f"{path} is an experiment folder; exporting its newest run {pick}")
+
+
+def _first_seed(run_dir: Path, note: str | None) -> tuple[Path, str | None]:
+    """A multi-seed run (``experiment.seeds``) holds one run per seed in ``seed-<s>/``: one
+    model file is exported, the first seed's (name a ``seed-<s>`` directory for another)."""
+    seeds = load_config(run_dir).experiment.seeds
+    if not seeds:
+        return run_dir, note
+    sub = run_dir / f"seed-{seeds[0]}"
+    if not (sub / "config.resolved.toml").is_file():
+        raise ExportError(f"{sub}: the first seed's run is missing (no config.resolved.toml)")
+    said = f"{run_dir} trained seeds {list(seeds)}; exporting seed {seeds[0]} ({sub})"
+    return sub, f"{note}; {said}" if note else said
 
 
 def sub_runs(run_dir: Path) -> list[tuple[str, Path]]:

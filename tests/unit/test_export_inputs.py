@@ -112,3 +112,17 @@ def test_summary_table_shows_unsupported_with_reason_and_over_budget():
     assert "| si_transformer | int8 |" in text and "unsupported: the SI attention" in text
     assert "OVER BUDGET" in text
     assert set(f for _, f in UNSUPPORTED) <= set(FORMATS)
+
+
+def test_a_multi_seed_run_exports_its_first_seed(tmp_path):
+    from fl_sim.export.runs import ExportError, resolve_run_dir
+
+    top = tmp_path / "demo" / "20261201-000000-s3_4"
+    (top / "seed-3").mkdir(parents=True)
+    (top / "config.resolved.toml").write_text("[experiment]\nname = \"demo\"\nseeds = [3, 4]\n")
+    with pytest.raises(ExportError, match="the first seed's run is missing"):
+        resolve_run_dir(top)
+    (top / "seed-3" / "config.resolved.toml").write_text("[experiment]\nname = \"demo\"\nseed = 3\n")
+    for given in (top, tmp_path / "demo"):                  # the run, or its experiment folder
+        got, note = resolve_run_dir(given)
+        assert got == top / "seed-3" and "exporting seed 3" in note
