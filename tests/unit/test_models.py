@@ -108,9 +108,16 @@ def test_step_fn_reproduces_sequence_model(kind):
     step = make_step_fn(model, batch_size=BATCH)
     h, c = initial_state(model, BATCH)
     assert h.shape == (BATCH, 6) and c.shape == (BATCH, 16)
+    # The step and the unrolled sequence compute the same recurrence with differently fused
+    # kernels, so float32 rounding differs and accumulates over the steps; SI-CIFG divides by
+    # a data-dependent max each step, which amplifies it. Measured max |difference|: below
+    # 1e-5 with the default kernels, 1.03e-5 with ONEDNN_MAX_CPU_ISA=AVX2 (AMD EPYC). 1e-4 is
+    # the float32 parity tolerance of the TFLite tests, still ~1000x below these logits'
+    # scale (~0.1): a dropped state (zero state every step) moves them by 6e-3 (CIFG) and
+    # 0.76 (SI-CIFG), measured, and fails.
     for t in range(SEQ):
         logits, h, c = step(tf.constant(x[:, t]), h, c)
-        np.testing.assert_allclose(logits.numpy(), expected[:, t], atol=1e-5)
+        np.testing.assert_allclose(logits.numpy(), expected[:, t], atol=1e-4)
 
 
 def test_step_fn_uses_the_live_weights():
