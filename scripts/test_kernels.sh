@@ -22,7 +22,10 @@ NUMERIC=(tests/unit/test_models.py tests/unit/test_si_cifg.py tests/unit/test_si
          tests/unit/test_pruning.py tests/unit/test_trainer_xla.py
          tests/integration/test_simulation.py tests/integration/test_xla_run.py
          tests/integration/test_export.py)
-mapfile -t SETTINGS < <($PY scripts/kernel_probe.py)
+# A failed probe must fail the target (a process substitution would hide its exit code).
+probe_out=$($PY scripts/kernel_probe.py)
+mapfile -t SETTINGS <<< "$probe_out"
+[ -n "${SETTINGS[0]:-}" ] || SETTINGS=()  # empty output: no setting
 if [ ${#SETTINGS[@]} -eq 0 ]; then
   echo "test-kernels: no candidate setting changes the floats on this CPU; nothing to run" >&2
   exit 0
