@@ -4,9 +4,9 @@
 import os
 import re
 import subprocess
-import threading
 
 from tests.integration.conftest import FL_SIM, REPO, run_cli
+from tests.unit.test_progress import drain
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 ARGS = ["run", "experiments/smoke.toml", "--rounds", "2"]
@@ -19,19 +19,7 @@ def test_a_terminal_gets_bars(tmp_path):
                             stdout=slave, stderr=slave, env=env, start_new_session=True)
     os.close(slave)
     chunks: list[bytes] = []
-
-    def read():
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO once the run (the pty's other side) has exited
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    reader = drain(master, chunks)
     assert proc.wait(timeout=600) == 0
     reader.join(timeout=30)
     os.close(master)
