@@ -45,7 +45,8 @@ def _cases(r: dict) -> list[dict]:
 def table() -> str:
     lines = []
     runs = {n: _load(n) for n in ("bench_overhead", "bench_flower", "bench_workers",
-                                  "bench_population", "bench_export", "bench_xla", "run_all")}
+                                  "bench_population", "bench_export", "bench_xla", "profile_step",
+                                  "run_all")}
     any_r = runs["run_all"] or next((r for r in runs.values() if r), None)  # the run's own date
     if any_r is None:
         return "No results yet: run `make bench`."
@@ -97,6 +98,13 @@ def table() -> str:
             lines.append(f"| local step: same, in CPU seconds (load-robust), {row['model']} | {row['speedup_cpu']:.2f}x | | | |")
             lines.append(f"| XLA compile per worker (first call), {row['model']} | {row['first_call_s']['xla']:.1f} s "
                          f"(graph trace {row['first_call_s']['graph']:.1f} s) | | | |")
+    ps = runs["profile_step"]
+    if ps:
+        lines.append(f"| local step, CIFG: output layer's share of the graph step (CPU) "
+                     f"| {ps['output_share_graph']:.2f} ({ps['output_layer_graph_cpu_ms']:.2f} of "
+                     f"{ps['step_graph_cpu_ms']:.2f} ms) | | | |")
+        lines.append(f"| local step, CIFG: XLA's bound if the rest of the step were free "
+                     f"| {ps['xla_speedup_bound']:.2f}x | | | |")
     p = runs["bench_population"]
     if p:
         t = p["target"]

@@ -14,7 +14,8 @@ import time
 from benchmarks.common import REPO, loadavg, write_result
 
 BENCHMARKS = ["bench_overhead", "bench_flower", "bench_workers", "bench_population", "bench_export",
-              "bench_xla"]
+              "bench_xla",
+              "profile_step"]
 
 
 def main(argv: list[str]) -> int:
