@@ -18,6 +18,13 @@ variant (e.g. client optimizers with their own learning rates)::
     "sgd-lr0.5" = ["client.lr=0.5"]
     "adam-lr0.001" = ['client.optimizer="adam"', "client.lr=0.001"]
 
+``model_set`` gives one model's points their own overrides, e.g. each model at its own best
+client learning rate (a fair comparison, as papers make it)::
+
+    [sweep.model_set]
+    si_cifg = ["client.lr=1.0"]
+    cifg = ["client.lr=0.3"]
+
 Each point is an ordinary run directory under ``<sweep_dir>/points/<point>/``; a point
 whose summary.json exists is done, one with a checkpoint is resumed, so an interrupted
 sweep continues with ``fl-sim sweep --resume SWEEP_DIR``.
@@ -32,6 +39,7 @@ neighbouring points of a frontier (docs/privacy.md).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -43,7 +51,7 @@ from fl_sim.results import atomic_write_text
 from fl_sim.stats import t_interval
 
 SWEEP_KEYS = {"name", "experiment", "models", "noise_multipliers", "target_epsilons",
-              "non_private_reference", "seeds", "set", "variants"}
+              "non_private_reference", "seeds", "set", "variants", "model_set"}
 
 
 @dataclass(frozen=True)
@@ -55,13 +63,14 @@ class Point:
     seed: int | None = None  # None: the base experiment's seed
     variant: str | None = None  # a name from sweep.variants
     variant_set: tuple[str, ...] = ()  # its overrides
+    model_set: tuple[str, ...] = ()  # sweep.model_set[model]: this model's own overrides
 
     @property
     def private(self) -> bool:
         return self.noise_multiplier is not None or self.target_epsilon is not None
 
     def overrides(self) -> list[str]:
-        out = ["experiment.compare=[]", f'model.kind="{self.model}"']
+        out = ["experiment.compare=[]", f'model.kind="{self.model}"', *self.model_set]
         if self.variant is not None:
             out += list(self.variant_set)  # privacy as the base experiment and sweep.set say
         elif self.noise_multiplier is not None:
@@ -142,26 +151,32 @@ def load_sweep(path: str | Path) -> Sweep:
                                          for v in seeds)):
         raise ConfigError(f"{where}: sweep.seeds = {seeds!r}: expected a non-empty list of distinct "
                           "integers >= 0")
+    model_set = s.get("model_set", {})
+    if (not isinstance(model_set, dict) or not set(model_set) <= set(models)
+            or not all(isinstance(v, list) and all(isinstance(o, str) for o in v)
+                       for v in model_set.values())):
+        raise ConfigError(f"{where}: sweep.model_set = {model_set!r}: expected a table of "
+                          f"model = ['section.key=value', ...] for models among {models}")
     if seeds is None and base.experiment.seeds:  # the base experiment's experiment.seeds
         seeds = list(base.experiment.seeds)
     grid = []
     for m in models:
+        own = tuple(model_set.get(m, ()))
         if has_v:
-            grid += [Point(f"{m}-{name}", m, None, None, variant=name, variant_set=tuple(sets))
+            grid += [Point(f"{m}-{name}", m, None, None, variant=name, variant_set=tuple(sets),
+                           model_set=own)
                      for name, sets in values.items()]
             continue
         if reference:
-            grid.append(Point(f"{m}-nonprivate", m, None, None))
+            grid.append(Point(f"{m}-nonprivate", m, None, None, model_set=own))
         for v in values:
             v = float(v)
             if has_z:
-                grid.append(Point(f"{m}-z{v:g}", m, v, None))
+                grid.append(Point(f"{m}-z{v:g}", m, v, None, model_set=own))
             else:
-                grid.append(Point(f"{m}-eps{v:g}", m, None, v))
+                grid.append(Point(f"{m}-eps{v:g}", m, None, v, model_set=own))
     points = grid if seeds is None else [
-        Point(f"{p.name}-s{seed}", p.model, p.noise_multiplier, p.target_epsilon, seed,
-              p.variant, p.variant_set)
-        for p in grid for seed in seeds]
+        dataclasses.replace(p, name=f"{p.name}-s{seed}", seed=seed) for p in grid for seed in seeds]
     sweep = Sweep(s["name"], experiment, tuple(points), tuple(overrides), where)
     for p in points:
         check_dir_name(where, "sweep point", p.name)

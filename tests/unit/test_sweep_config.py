@@ -32,11 +32,29 @@ def test_grid_points_and_overrides(tmp_path):
     ('[sweep]\nname = "x"\nexperiment = "base.toml"\nnoise_multipliers = [1]\nset = ["client.lr=-1"]\n', "client.lr"),
     ('[sweep]\nname = "x"\nexperiment = "base.toml"\nnoise_multipliers = [1]\nnoise = 2\n', "unknown key sweep.noise"),
     ('[sweep]\nname = "x"\nexperiment = "missing.toml"\nnoise_multipliers = [1]\n', "no such experiment file"),
+    ('[sweep]\nname = "x"\nexperiment = "base.toml"\nnoise_multipliers = [1]\n'
+     '[sweep.model_set]\ntransformer = ["client.lr=1.0"]\n', "sweep.model_set"),
+    ('[sweep]\nname = "x"\nexperiment = "base.toml"\nnoise_multipliers = [1]\n'
+     '[sweep.model_set]\ncifg = ["client.lr=-1"]\n', "client.lr"),
 ])
 def test_bad_sweeps(tmp_path, body, needle):
     with pytest.raises(ConfigError) as e:
         load_sweep(write(tmp_path, body))
     assert needle in str(e.value)
+
+
+def test_model_set_applies_to_its_own_model_only(tmp_path):
+    sweep = load_sweep(write(tmp_path, '[sweep]\nname = "x"\nexperiment = "base.toml"\n'
+                                       'target_epsilons = [4]\nseeds = [3, 4]\n'
+                                       '[sweep.model_set]\ncifg = ["client.lr=0.3"]\n'))
+    lr = {p.name: sweep.point_config(p).client.lr for p in sweep.points}
+    base = sweep.point_config(sweep.points[0]).client.lr
+    assert lr == {"si_cifg-nonprivate-s3": base, "si_cifg-nonprivate-s4": base,
+                  "si_cifg-eps4-s3": base, "si_cifg-eps4-s4": base,
+                  "cifg-nonprivate-s3": 0.3, "cifg-nonprivate-s4": 0.3,
+                  "cifg-eps4-s3": 0.3, "cifg-eps4-s4": 0.3}
+    assert base != 0.3
+    assert sweep.point_config(sweep.points[-1]).experiment.seed == 4
 
 
 def test_frontier_table_marks_the_reference():
