@@ -192,12 +192,16 @@ def test_client_optimizer_sweep_loads():
     from fl_sim.app.sweep import load_sweep
 
     # Loading validates every point's config (an Adam point with SGD's lr would fail).
+    # Adam's grid here; SGD's is client_lr.toml's, on the same base experiment and seeds.
     sweep = load_sweep(REPO / "experiments" / "sweeps" / "client_optimizer.toml")
+    sgd = load_sweep(REPO / "experiments" / "sweeps" / "client_lr.toml")
     clients = [sweep.point_config(p).client for p in sweep.points]
-    assert {c.optimizer for c in clients} == {"sgd", "adam"}
-    for opt in ("sgd", "adam"):
-        assert len({c.lr for c in clients if c.optimizer == opt}) >= 2  # a grid per optimizer
-    assert len({p.seed for p in sweep.points}) >= 2
+    assert {c.optimizer for c in clients} == {"adam"} and len({c.lr for c in clients}) >= 2
+    sgd_clients = [sgd.point_config(p).client for p in sgd.points]
+    assert {c.optimizer for c in sgd_clients} == {"sgd"} and len({c.lr for c in sgd_clients}) >= 2
+    assert sweep.experiment == sgd.experiment
+    assert {p.seed for p in sweep.points} == {p.seed for p in sgd.points} and len({p.seed for p in sweep.points}) >= 2
+    assert {p.model for p in sweep.points} == {p.model for p in sgd.points}
 
 
 @pytest.mark.parametrize("body,needle", [

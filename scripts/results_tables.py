@@ -1,0 +1,245 @@
+"""The tables and plots of docs/results.md, computed from finished sweep directories.
+
+Every number comes from the points' own summary.json files; the statistics are
+fl_sim.stats's (Student-t intervals over seeds, paired differences seed by seed), the same
+code `fl-sim compare` and `make demo` use. Run it again after a sweep finishes more points:
+it reads whatever is done and says how many seeds each cell has.
+
+    .venv/bin/python scripts/results_tables.py lr RESULTS/client_lr/<id> --plot docs/img/results_client_lr.png
+    .venv/bin/python scripts/results_tables.py pair RESULTS/client_lr_best/<id>
+    .venv/bin/python scripts/results_tables.py optimizer RESULTS/client_lr/<id> RESULTS/client_optimizer/<id>
+    .venv/bin/python scripts/results_tables.py frontier RESULTS/dp_frontier_deploy/<id> --plot docs/img/results_dp_frontier.png
+
+The headline is word top-1, smoothed (the mean of the last 3 evaluations, rounds 30-40):
+one evaluation of a model at this scale moves by more than the differences between models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from fl_sim import stats
+
+HEADLINE = "smoothed_word_top1"
+COLUMNS = [("smoothed_word_top1", "word top-1, smoothed", ".4f"),
+           ("eval_word_top1", "word top-1, final", ".4f"),
+           ("eval_word_top3", "word top-3, final", ".4f"),
+           ("eval_perplexity", "perplexity", ".1f")]
+LABEL = {"si_cifg": "SI-CIFG", "cifg": "CIFG", "si_transformer": "SI-Transformer",
+         "transformer": "Transformer"}
+
+
+def load_points(sweep_dir: Path) -> list[dict]:
+    """One row per finished point: its sweep.json entry plus its final summary row."""
+    spec = json.loads((sweep_dir / "sweep.json").read_text())
+    rows = []
+    for p in spec["points"]:
+        summary = sweep_dir / "points" / p["name"] / "summary.json"
+        if not summary.exists():
+            continue
+        data = json.loads(summary.read_text())
+        final = next(iter(data["models"].values()))
+        rows.append({**p, **final, "sweep": str(sweep_dir)})
+    return rows
+
+
+def cell(values: list[float], fmt: str) -> str:
+    return stats.format_mean(stats.t_interval(values), fmt)
+
+
+def grouped(rows: list[dict], key) -> dict:
+    out = defaultdict(list)
+    for r in rows:
+        out[key(r)].append(r)
+    return out
+
+
+def lr_of(r: dict) -> float:
+    cfg = Path(r["sweep"]) / "points" / r["name"] / "config.resolved.toml"
+    import tomllib
+    return float(tomllib.loads(cfg.read_text())["client"]["lr"])
+
+
+def optimizer_of(r: dict) -> str:
+    return r.get("client_optimizer") or "sgd"
+
+
+def table(rows: list[dict], key_cols: list[tuple[str, object]]) -> str:
+    """Mean ± 95% CI half-width of each column, one line per group of ``key_cols``."""
+    head = "| " + " | ".join(name for name, _ in key_cols) + " | " + " | ".join(
+        c[1] for c in COLUMNS) + " | seeds |"
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    groups = grouped(rows, lambda r: tuple(f(r) for _, f in key_cols))
+    for key in sorted(groups, key=lambda k: tuple(str(x) if not isinstance(x, float) else f"{x:012.5f}"
+                                                  for x in k)):
+        members = groups[key]
+        seeds = sorted(m["seed"] for m in members)
+        lines.append("| " + " | ".join(LABEL.get(k, k) if isinstance(k, str) else f"{k:g}" for k in key)
+                     + " | " + " | ".join(cell([m.get(c) for m in members], fmt) for c, _, fmt in COLUMNS)
+                     + f" | {len(members)} ({', '.join(map(str, seeds))}) |")
+    return "\n".join(lines)
+
+
+def best_by(rows: list[dict], group, choice) -> dict:
+    """For each group, the choice with the highest mean headline over its seeds."""
+    out = {}
+    for g, members in grouped(rows, group).items():
+        means = {c: stats.t_interval([m[HEADLINE] for m in ms])["mean"]
+                 for c, ms in grouped(members, choice).items()}
+        out[g] = max(means, key=lambda c: means[c])
+    return out
+
+
+def paired(rows_a: list[dict], rows_b: list[dict], metric: str = HEADLINE,
+           higher_is_better: bool = True) -> dict:
+    by_seed_a = {r["seed"]: r[metric] for r in rows_a}
+    by_seed_b = {r["seed"]: r[metric] for r in rows_b}
+    seeds = sorted(set(by_seed_a) & set(by_seed_b))
+    return stats.paired_difference([by_seed_a[s] for s in seeds], [by_seed_b[s] for s in seeds],
+                                   higher_is_better=higher_is_better)
+
+
+def pair_lines(rows: list[dict], models: list[str], group_label: str = "") -> list[str]:
+    """Paired differences (model A - model B) of the headline, top-3 and perplexity."""
+    a, b = models
+    ra = [r for r in rows if r["model"] == a]
+    rb = [r for r in rows if r["model"] == b]
+    out = []
+    for metric, name, hib in ((HEADLINE, "word top-1, smoothed", True),
+                              ("eval_word_top3", "word top-3, final", True),
+                              ("eval_perplexity", "perplexity", False)):
+        d = paired(ra, rb, metric, hib)
+        out.append(f"- {group_label}{name}: "
+                   + stats.format_difference(LABEL[a], LABEL[b], d, ".1f" if metric == "eval_perplexity" else ".4f"))
+    return out
+
+
+def cmd_lr(args) -> None:
+    rows = [r for d in args.sweep_dirs for r in load_points(Path(d))]
+    print(table(rows, [("model", lambda r: r["model"]), ("client lr", lr_of)]))
+    best = best_by(rows, lambda r: r["model"], lr_of)
+    print()
+    for m, lr in best.items():
+        print(f"- best client lr for {LABEL[m]} (highest mean smoothed word top-1 over its seeds): {lr:g}")
+    models = sorted(best, key=lambda m: m.startswith("si_"), reverse=True)
+    if len(models) == 2:
+        for lr in sorted({lr_of(r) for r in rows}):
+            print("\n".join(pair_lines([r for r in rows if lr_of(r) == lr], models, f"lr {lr:g}, ")))
+    if args.plot:
+        plot_curves(rows, lr_of, "client learning rate (log scale)", args.plot, logx=True)
+
+
+def cmd_pair(args) -> None:
+    rows = [r for d in args.sweep_dirs for r in load_points(Path(d))]
+    print(table(rows, [("model", lambda r: r["model"]), ("client lr", lr_of)]))
+    models = sorted({r["model"] for r in rows}, key=lambda m: m.startswith("si_"), reverse=True)
+    print()
+    print("\n".join(pair_lines(rows, models)))
+
+
+def cmd_optimizer(args) -> None:
+    rows = [r for d in args.sweep_dirs for r in load_points(Path(d))]
+    print(table(rows, [("model", lambda r: r["model"]), ("client optimizer", optimizer_of),
+                       ("client lr", lr_of)]))
+    best = best_by(rows, lambda r: (r["model"], optimizer_of(r)), lr_of)
+    print()
+    for (m, opt), lr in sorted(best.items()):
+        state = next(r["client_optimizer_state_bytes"] for r in rows
+                     if r["model"] == m and optimizer_of(r) == opt)
+        print(f"- {LABEL[m]}, {opt}: best lr {lr:g}; optimizer state per client {state / 2**20:.2f} MiB")
+    for m in sorted({r["model"] for r in rows}):
+        sgd = [r for r in rows if r["model"] == m and optimizer_of(r) == "sgd" and lr_of(r) == best.get((m, "sgd"))]
+        adam = [r for r in rows if r["model"] == m and optimizer_of(r) == "adam" and lr_of(r) == best.get((m, "adam"))]
+        if sgd and adam:
+            d = paired(sgd, adam)
+            print(f"- {LABEL[m]}: " + stats.format_difference("SGD", "Adam", d)
+                  + " (word top-1 smoothed, each at its best lr)")
+
+
+def epsilon_of(r: dict) -> float:
+    return float("inf") if r.get("target_epsilon") is None else float(r["target_epsilon"])
+
+
+def cmd_frontier(args) -> None:
+    rows = [r for d in args.sweep_dirs for r in load_points(Path(d))]
+    print(table(rows, [("model", lambda r: r["model"]), ("target epsilon", epsilon_of),
+                       ("noise multiplier z", lambda r: r.get("noise_multiplier") or 0.0)]))
+    models = sorted({r["model"] for r in rows}, key=lambda m: m.startswith("si_"), reverse=True)
+    if len(models) == 2:
+        print()
+        for eps in sorted({epsilon_of(r) for r in rows}):
+            label = "non-private" if eps == float("inf") else f"epsilon {eps:g}"
+            print("\n".join(pair_lines([r for r in rows if epsilon_of(r) == eps], models, f"{label}, ")[:1]))
+    for m in models:
+        mine = [r for r in rows if r["model"] == m and r.get("target_epsilon") is not None]
+        eps = sorted({epsilon_of(r) for r in mine})
+        if len(eps) >= 2:
+            lo = [r for r in mine if epsilon_of(r) == eps[0]]
+            hi = [r for r in mine if epsilon_of(r) == eps[-1]]
+            d = paired(hi, lo)
+            print(f"- {LABEL[m]}: " + stats.format_difference(f"epsilon {eps[-1]:g}", f"epsilon {eps[0]:g}", d))
+    run_eps = [r.get("run_epsilon_rdp") for r in rows if r.get("run_epsilon_rdp")]
+    if run_eps:
+        print(f"- epsilon of the simulated runs themselves (RDP): {min(run_eps):.3g} to {max(run_eps):.3g}")
+    if args.plot:
+        private = [r for r in rows if r.get("target_epsilon") is not None]
+        plot_curves(private, epsilon_of, "target epsilon (log scale) for the stated deployment", args.plot,
+                    logx=True, references=[r for r in rows if r.get("target_epsilon") is None])
+
+
+def plot_curves(rows: list[dict], x_of, xlabel: str, path: str, logx: bool = False,
+                references: list[dict] | None = None) -> None:
+    """Headline mean vs x per model, with its 95% t-interval as a band."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for i, (model, members) in enumerate(sorted(grouped(rows, lambda r: r["model"]).items())):
+        xs, mean, lo, hi = [], [], [], []
+        for x, ms in sorted(grouped(members, x_of).items()):
+            st = stats.t_interval([m[HEADLINE] for m in ms])
+            half = st["ci_half_width"] or 0.0
+            xs.append(x), mean.append(st["mean"]), lo.append(st["mean"] - half), hi.append(st["mean"] + half)
+        line, = ax.plot(xs, mean, marker="o", label=LABEL[model])
+        ax.fill_between(xs, lo, hi, alpha=0.2, color=line.get_color())
+        refs = [r[HEADLINE] for r in (references or []) if r["model"] == model]
+        if refs:
+            st = stats.t_interval(refs)
+            ax.axhline(st["mean"], color=line.get_color(), linestyle="--",
+                       label=f"{LABEL[model]}, non-private")
+    base = [r.get("baseline_constant_word_top1") for r in rows if r.get("baseline_constant_word_top1")]
+    if base:
+        ax.axhline(base[0], color="grey", linestyle=":", label="best constant word")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("word top-1 (smoothed), mean and 95% CI")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"\n(plot: {path})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("table", choices=["lr", "pair", "optimizer", "frontier"])
+    ap.add_argument("sweep_dirs", nargs="+")
+    ap.add_argument("--plot", help="write the plot here (PNG)")
+    args = ap.parse_args(argv)
+    for d in args.sweep_dirs:
+        if not (Path(d) / "sweep.json").exists():
+            print(f"error: {d}: not a sweep directory (no sweep.json)", file=sys.stderr)
+            return 2
+    {"lr": cmd_lr, "pair": cmd_pair, "optimizer": cmd_optimizer, "frontier": cmd_frontier}[args.table](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
