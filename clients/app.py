@@ -3,6 +3,8 @@
 The experiment arrives inside each train message (the resolved TOML), so a node needs
 no config file of its own. Each worker process keeps one corpus handle and one
 ``LocalTrainer`` per experiment, so nothing is rebuilt or re-tokenized between clients.
+In a deployment, where Flower starts a fresh process for every message, that process
+hands the work to the node's warm trainer instead (clients/trainer_link.py).
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
+import time
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients import trainer_link
 from clients.faults import crashes
 from fl_sim import protocol
 from fl_sim.config import ExperimentConfig
@@ -89,14 +94,84 @@ def query(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     config = msg.content[protocol.CONFIG]
-    cfg, corpus, trainer = worker_state(str(config["experiment"]))
-    server_round = int(config["server-round"])
-    if "num-partitions" in config:  # a partitioned deployment: train only clients we own
-        check_ownership(list(config["client-ids"]), corpus.train_client_ids, context)
-    global_weights = msg.content[protocol.ARRAYS].to_numpy_ndarrays()
-    results, failures = train_clients(cfg, corpus, trainer, list(config["client-ids"]),
-                                      global_weights, server_round)
+    results, failures = node_train(
+        context, str(config["experiment"]), int(config["server-round"]),
+        list(config["client-ids"]), msg.content[protocol.ARRAYS].to_numpy_ndarrays(),
+        partitioned="num-partitions" in config)
     return protocol.train_reply(msg, results, failures)
+
+
+def node_train(context, experiment_toml: str, server_round: int, client_ids: list[str],
+               global_weights: list, *, partitioned: bool
+               ) -> tuple[list[tuple[str, list, dict]], list[tuple[str, str]]]:
+    """One train message's work: ``(results, failures)`` of ``train_clients``.
+
+    In a per-message flwr-clientapp process (a deployment) with ``deployment.warm_trainer``,
+    the node's warm trainer does it (clients/trainer_link.py); if that trainer cannot, this
+    process does, with the same result. ``partitioned``: a partitioned deployment, where
+    the node trains only the clients it owns.
+    """
+    t0 = time.perf_counter()
+    per_message = trainer_link.per_message_process()
+    if per_message:
+        cfg = experiment_config(experiment_toml)
+        if cfg.deployment.warm_trainer:
+            try:
+                results, failures, timing = trainer_link.train(
+                    context, experiment_toml, cfg, server_round, client_ids, global_weights,
+                    partitioned)
+            except trainer_link.TrainerUnavailable as exc:
+                print(f"fl-sim node: round {server_round}: warm trainer unavailable ({exc}); "
+                      "training in this process", file=sys.stderr, flush=True)
+            else:
+                report_timing(server_round, len(client_ids), "warm trainer", t0, timing)
+                return results, failures
+    t1 = time.perf_counter()
+    cfg, corpus, trainer = worker_state(experiment_toml)
+    t2 = time.perf_counter()
+    if partitioned:
+        check_ownership(client_ids, corpus.train_client_ids, context)
+    results, failures = train_clients(cfg, corpus, trainer, client_ids, global_weights, server_round)
+    if per_message:
+        report_timing(server_round, len(client_ids), "in process", t0,
+                      {"build_s": t2 - t1, "train_s": time.perf_counter() - t2})
+    return results, failures
+
+
+def experiment_config(experiment_toml: str) -> ExperimentConfig:
+    import tomllib
+
+    from fl_sim.config import from_dict
+
+    return from_dict(tomllib.loads(experiment_toml), where="<experiment from server>")
+
+
+def report_timing(server_round: int, n_clients: int, where: str, t0: float, timing: dict) -> None:
+    """One line per message on the SuperNode's log: where a deployment round's time goes.
+
+    ``process`` is this flwr-clientapp process's age when the handler began (Python, Flower's
+    import, loading the app, receiving the message); ``build`` loading the corpus, building
+    the model and tracing (TensorFlow's import with it, when this process did it).
+    """
+    line = (f"fl-sim node: round {server_round}: {n_clients} clients {where}: "
+            f"process {process_age() - (time.perf_counter() - t0):.2f} s, "
+            f"handler {time.perf_counter() - t0:.2f} s")
+    if "connect_s" in timing:
+        line += (f" (connect {timing['connect_s']:.2f} s{', trainer started' if timing['started'] else ''}"
+                 f", build {timing['build_s']:.2f} s, train {timing['train_s']:.2f} s)")
+    else:
+        line += f" (build {timing['build_s']:.2f} s, train {timing['train_s']:.2f} s)"
+    print(line, file=sys.stderr, flush=True)
+
+
+def process_age() -> float:
+    """Seconds since this process started (from /proc; 0 where there is no /proc)."""
+    try:
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        uptime = float(open("/proc/uptime").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return uptime - ticks / os.sysconf("SC_CLK_TCK")
 
 
 def train_clients(cfg: ExperimentConfig, corpus, trainer, client_ids: list[str],

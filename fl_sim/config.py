@@ -157,6 +157,17 @@ class SimulationConfig:
 
 
 @dataclass(frozen=True)
+class DeploymentConfig:
+    """How a SuperNode's ClientApp trains in a Flower deployment (clients/trainer_link.py)."""
+
+    warm_trainer: bool = _f(True, doc="hand each message's training to a warm per-node trainer "
+                                      "process instead of importing TF and building the model in "
+                                      "every per-message flwr-clientapp process")
+    trainer_idle_timeout: float = _f(600.0, lo=0.0, lo_open=True,
+                                     doc="seconds a warm trainer waits for work before it exits")
+
+
+@dataclass(frozen=True)
 class PrivacyConfig:
     """User-level DP-FedAvg (McMahan et al. 2018; Andrew et al. 2021)."""
 
@@ -217,6 +228,7 @@ class ExperimentConfig:
     client: ClientConfig = field(default_factory=ClientConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -230,8 +242,8 @@ class ExperimentConfig:
         return dataclasses.replace(self, **sections)
 
 
-SECTIONS = ("experiment", "data", "model", "client", "server", "simulation", "privacy", "pruning",
-            "tracking")
+SECTIONS = ("experiment", "data", "model", "client", "server", "simulation", "deployment", "privacy",
+            "pruning", "tracking")
 
 
 # --------------------------------------------------------------------------- validation

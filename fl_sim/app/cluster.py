@@ -33,6 +33,9 @@ DEFAULT_DIR = ".cache/fl_sim_cluster"
 CONNECTION = "fl-sim-cluster"
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
+#: A SuperNode's SuperExec looks for a new message to start a ClientApp for every 1 s by
+#: default (Flower's variable; a user's own setting wins): idle time in every round.
+SUPEREXEC_POLL_ENV, SUPEREXEC_POLL_S = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.2"
 
 
 class ClusterError(RuntimeError):
@@ -115,7 +118,8 @@ def flower_env(cluster_dir: Path) -> dict[str, str]:
     """Environment for Flower's processes: this venv's executables, a private FLWR_HOME,
     no update check or telemetry (nothing leaves 127.0.0.1)."""
     bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+    return {SUPEREXEC_POLL_ENV: SUPEREXEC_POLL_S, **os.environ,
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
             "FLWR_HOME": str(cluster_dir / "flwr-home"), "FLWR_TELEMETRY_ENABLED": "0",
             "FLWR_DISABLE_UPDATE_CHECK": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
             "PYTHONUNBUFFERED": "1"}
@@ -218,10 +222,16 @@ def superlink_cmd(state: dict) -> list[str]:
     return cmd
 
 
+def trainer_dir(state: dict, node: dict) -> str:
+    """The SuperNode's own directory for its warm trainer's socket and log (clients/trainer_link.py)."""
+    return str(Path(state["dir"]) / "nodes" / str(node["partition_id"]))
+
+
 def supernode_cmd(state: dict, node: dict) -> list[str]:
     cmd = ["flower-supernode", "--superlink", f"{HOST}:{state['superlink']['port']}",
            "--port", str(node["port"]), "--isolation", "subprocess",
-           "--node-config", f"partition-id={node['partition_id']} num-partitions={node['num_partitions']}"]
+           "--node-config", f"partition-id={node['partition_id']} num-partitions={node['num_partitions']} "
+                            f"trainer-dir={json.dumps(trainer_dir(state, node))}"]
     tls = state.get("tls")
     if tls:
         cmd += ["--root-certificates", tls["ca"]]

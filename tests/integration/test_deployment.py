@@ -39,21 +39,35 @@ def cluster(tmp_path_factory):
         run_cli("cluster", "down", "--dir", d, timeout=120)
 
 
-def test_cluster_run_matches_simulation(cluster, tmp_path):
+@pytest.mark.parametrize("warm", [True, False], ids=["warm-trainer", "in-process"])
+def test_cluster_run_matches_simulation(cluster, tmp_path, warm):
+    """Both ways a node trains (its warm trainer, the default, or the per-message process)."""
     st = run_cli("cluster", "status", "--dir", cluster)
     assert st.returncode == 0 and st.stdout.count(" up") == 3, st.stdout + st.stderr
 
+    logs = sorted((cluster / "logs").glob("supernode-*.log"))
+    seen = [p.read_text().count("fl-sim node: round") for p in logs]
+    extra = [] if warm else ["--set", "deployment.warm_trainer=false"]
     dep = run_cli("cluster", "run", "--dir", cluster, SMOKE, "--rounds", 2, "--out", tmp_path / "dep",
-                  "--timeout", 400, timeout=450)
+                  *extra, "--timeout", 400, timeout=450)
     assert dep.returncode == 0, dep.stdout[-4000:] + dep.stderr[-4000:]
     (dep_dir,) = run_dirs(tmp_path / "dep", "smoke")
     for name in ("config.resolved.toml", "manifest.json", "metrics.jsonl", "summary.json", "summary.md",
                  "plots/learning_curves.png", "final_weights.npz", "checkpoints/latest.json"):
         assert (dep_dir / name).exists(), name
     assert "round   2/2" in dep.stdout and str(dep_dir) in dep.stdout
-    # Both SuperNodes trained (each only its own partition: the ClientApp refuses others).
-    logs = sorted((cluster / "logs").glob("supernode-*.log"))
+    # Both SuperNodes trained (each only its own partition: the ClientApp refuses others),
+    # each message the way this run asked for.
     assert len(logs) == 2 and all("Start `flwr-clientapp` process" in p.read_text() for p in logs)
+    for p, n in zip(logs, seen):
+        lines = [x for x in p.read_text().splitlines() if x.startswith("fl-sim node: round")][n:]
+        assert len(lines) == 2, lines  # one train message per node and round
+        assert all(("warm trainer:" in x) == warm and ("in process:" in x) != warm for x in lines), lines
+        assert not any("unavailable" in x for x in lines), lines
+    if warm:  # each node's own trainer, started by its first message, reused by the second
+        for i in range(2):
+            (sock,) = (cluster / "nodes" / str(i)).glob("t-*.sock")
+            assert oct(sock.stat().st_mode & 0o777) == "0o600"
 
     sim = run_cli("run", SMOKE, "--rounds", 2, "--out", tmp_path / "sim")
     assert sim.returncode == 0, sim.stdout + sim.stderr
