@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("sweep_file", nargs="?", help="sweep TOML file")
     sweep.add_argument("--out", help="root folder (default: the base experiment's output_dir)")
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
+    sweep.add_argument("--models", help="run only these models' points (comma-separated), e.g. one "
+                       "model per machine or core; another process can run the rest with --resume")
     sweep.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
 
     cmp = sub.add_parser(
@@ -246,11 +248,21 @@ def cmd_sweep(args) -> int:
             sweep_dir = root / stamp
             if sweep_dir.exists():
                 return _usage_error(f"{sweep_dir} already exists; wait a second or use --out")
+        only = None
+        if args.models:
+            only = [m.strip() for m in args.models.split(",") if m.strip()]
+            known = sorted({p.model for p in sweep.points})
+            if not only or not set(only) <= set(known):
+                return _usage_error(f"--models {args.models!r}: expected a comma-separated subset of "
+                                    f"this sweep's models {known}")
     except ConfigError as exc:
         return _usage_error(str(exc))
     except _DataProblem as exc:
         return _usage_error(str(exc))
-    print(f"fl-sim: sweep {sweep.name}: {len(sweep.points)} points -> {sweep_dir}", flush=True)
+    count = sum(1 for p in sweep.points if only is None or p.model in only)
+    print(f"fl-sim: sweep {sweep.name}: {count} points"
+          + (f" (models {', '.join(only)} of {len(sweep.points)})" if only else "")
+          + f" -> {sweep_dir}", flush=True)
     from fl_sim.app import stopping
 
     stopping.resume_hint = f"continue with: fl-sim sweep --resume {sweep_dir}"
@@ -258,7 +270,7 @@ def cmd_sweep(args) -> int:
         from fl_sim.app.progress import for_stream
 
         with for_stream(sys.stdout) as progress:  # live bars on a terminal, lines in logs
-            run_sweep(sweep, sweep_dir, verbose=args.verbose, progress=progress)
+            run_sweep(sweep, sweep_dir, verbose=args.verbose, progress=progress, models=only)
     except Exception as exc:
         print(f"fl-sim: sweep failed: {exc}\nContinue with: fl-sim sweep --resume {sweep_dir}",
               file=sys.stderr)

@@ -192,7 +192,13 @@ def point_status(point_dir: Path) -> str:
     return "new"
 
 
-def run_sweep(sweep: Sweep, sweep_dir: Path, *, verbose: bool = False, progress=print) -> list[dict]:
+def run_sweep(sweep: Sweep, sweep_dir: Path, *, verbose: bool = False, progress=print,
+              models: list[str] | None = None) -> list[dict]:
+    """Run the sweep's points not yet done (only ``models``' when given) and write its tables.
+
+    The tables always cover every finished point of the whole sweep, so processes that run
+    different models into the same sweep directory each leave a complete table behind.
+    """
     from fl_sim import results
     from fl_sim.app.simulation import simulate
 
@@ -204,14 +210,14 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, verbose: bool = False, progress=
     from fl_sim.app.progress import as_progress
 
     progress = as_progress(progress)
-    for i, point in enumerate(sweep.points, 1):
+    mine = [p for p in sweep.points if models is None or p.model in models]
+    for i, point in enumerate(mine, 1):
         pdir = sweep_dir / "points" / point.name
         status = point_status(pdir)
         if status == "done":
-            progress.sweep_point(i, len(sweep.points),
-                                 f"[sweep] point {i}/{len(sweep.points)} {point.name}: done, skipped")
+            progress.sweep_point(i, len(mine), f"[sweep] point {i}/{len(mine)} {point.name}: done, skipped")
             continue
-        progress.sweep_point(i, len(sweep.points), f"[sweep] point {i}/{len(sweep.points)} {point.name}: "
+        progress.sweep_point(i, len(mine), f"[sweep] point {i}/{len(mine)} {point.name}: "
                              f"{'resuming' if status == 'partial' else 'starting'}")
         cfg = sweep.point_config(point)
         pdir.mkdir(parents=True, exist_ok=True)

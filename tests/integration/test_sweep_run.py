@@ -36,3 +36,9 @@ def test_sweep_with_seeds_runs_every_point_averages_and_resumes(tmp_path):
     again = run_cli("sweep", "--resume", sweep_dir, timeout=300)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert again.stdout.count("done, skipped") == 4
+
+    # --models runs a subset (one model per process or machine) into the same directory.
+    subset = run_cli("sweep", "--resume", sweep_dir, "--models", "si_cifg", timeout=300)
+    assert subset.returncode == 0 and subset.stdout.count("done, skipped") == 4, subset.stdout[-2000:]
+    bad = run_cli("sweep", "--resume", sweep_dir, "--models", "cifg", timeout=120)
+    assert bad.returncode == 2 and "--models 'cifg'" in bad.stderr + bad.stdout

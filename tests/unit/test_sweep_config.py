@@ -116,7 +116,9 @@ def test_deployment_sweep_loads_and_every_table_and_plot_names_the_deployment(tm
     assert len(sweep.points) == 2 * (1 + 5) * 3
     cfg = sweep.point_config(next(p for p in sweep.points if p.target_epsilon == 2.0))
     p = cfg.privacy
-    assert (p.target_epsilon, p.delta, p.noise_cohort_size, p.accounting_population) == (2.0, 1e-6, 5000, 10**6)
+    assert (p.target_epsilon, p.delta, p.noise_cohort_size, p.accounting_population) == (2.0, 1e-6, 1000, 10**6)
+    # One vocabulary for every point, the non-private reference too.
+    assert {sweep.point_config(q).data.vocab_source for q in sweep.points} == {"public"}
     rows = [{"model": "cifg", "private": True, "noise_multiplier": 0.8, "epsilon_rdp": 2.0,
              "epsilon_pld": 1.1, "delta": 1e-6, "accuracy": 0.1, "accuracy_no_oov_eos": 0.05,
              "perplexity": 200.0, "baseline_accuracy": 0.08, "epsilon_for": "deployment N'=1,000,000, m'=5,000",
