@@ -42,10 +42,29 @@ def _cases(r: dict) -> list[dict]:
     return out
 
 
+def _deploy_rows(d: dict, m: dict) -> list[str]:
+    out = []
+    target = d["target"]["warm_over_sim_max_cohort_100"]
+    for row in d["results"]:
+        big = row["cohort"] == 100
+        w = row["warm_parts"]
+        out.append(f"| deployment (1 SuperNode, warm trainer) / simulation (1 worker), cohort {row['cohort']} "
+                   f"(rounds 2..{row['rounds']}) | {row['warm_over_sim']:.2f} "
+                   + (f"| <= {target} | {_met(row['warm_over_sim'] <= target)} " if big else "| | ")
+                   + f"| {_load_text({'results': [row], 'machine': m})} |")
+        out.append(f"| deployment, cohort {row['cohort']}: Flower's per-message process start (median) "
+                   f"| {w['process_s_median']:.2f} s of a {w['round_s_median']:.2f} s round | | | |")
+        if row.get("cold_over_sim") is not None:
+            out.append(f"| deployment with `deployment.warm_trainer = false` / simulation, cohort {row['cohort']} "
+                       f"| {row['cold_over_sim']:.2f} | | | |")
+    return out
+
+
 def table() -> str:
     lines = []
     runs = {n: _load(n) for n in ("bench_overhead", "bench_flower", "bench_workers",
                                   "bench_population", "bench_export", "bench_xla", "profile_step",
+                                  "bench_deploy",
                                   "run_all")}
     any_r = runs["run_all"] or next((r for r in runs.values() if r), None)  # the run's own date
     if any_r is None:
@@ -105,6 +124,9 @@ def table() -> str:
                      f"{ps['step_graph_cpu_ms']:.2f} ms) | | | |")
         lines.append(f"| local step, CIFG: XLA's bound if the rest of the step were free "
                      f"| {ps['xla_speedup_bound']:.2f}x | | | |")
+    d = runs["bench_deploy"]
+    if d:
+        lines += _deploy_rows(d, m)
     p = runs["bench_population"]
     if p:
         t = p["target"]

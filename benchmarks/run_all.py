@@ -15,7 +15,7 @@ from benchmarks.common import REPO, loadavg, write_result
 
 BENCHMARKS = ["bench_overhead", "bench_flower", "bench_workers", "bench_population", "bench_export",
               "bench_xla",
-              "profile_step"]
+              "profile_step", "bench_deploy"]
 
 
 def main(argv: list[str]) -> int:
