@@ -24,9 +24,7 @@ message fails with a message saying so. Errors the trainer reports for the messa
 
 from __future__ import annotations
 
-import errno
 import fcntl
-import hashlib
 import os
 import signal
 import socket
@@ -37,9 +35,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from clients.trainer_ids import APP_ROOT, start_ticks, trainer_key
 from clients.wire import WireError, recv_frame, send_frame
 
-APP_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["TrainerUnavailable", "connect_or_start", "stop_trainers", "train", "trainer_key"]
 #: A Unix socket path longer than this does not fit in sockaddr_un (108 bytes with the NUL).
 MAX_SOCKET_PATH = 107
 #: Seconds a new trainer may take to listen (it imports numpy and flwr, not TensorFlow).
@@ -57,14 +56,6 @@ def per_message_process() -> bool:
     runs inside a long-lived Ray worker, which is warm already.
     """
     return os.path.basename(sys.argv[0] if sys.argv else "").startswith("flwr-clientapp")
-
-
-def trainer_key(experiment_toml: str) -> str:
-    h = hashlib.sha256()
-    for part in (experiment_toml, str(APP_ROOT), sys.executable):
-        h.update(part.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
 
 
 def node_dir(context) -> Path:
@@ -92,8 +83,6 @@ def private_dir(path: Path) -> Path:
 def _ancestors_to_watch() -> list[tuple[int, int]]:
     """(pid, start ticks) of this process's parent (the SuperExec) and its ancestors up to
     the SuperNode: the trainer exits as soon as one of them is gone."""
-    from clients.trainer_process import start_ticks
-
     out, pid = [], os.getppid()
     for _ in range(4):
         ticks = start_ticks(pid)
@@ -267,8 +256,6 @@ def train(context, experiment_toml: str, cfg, server_round: int, client_ids: lis
 
 
 def _kill(pid: int) -> None:
-    from clients.trainer_process import start_ticks
-
     if start_ticks(pid) is not None:
         try:
             os.kill(pid, signal.SIGKILL)

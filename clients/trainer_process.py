@@ -28,23 +28,12 @@ import threading
 import time
 from pathlib import Path
 
+from clients.trainer_ids import start_ticks, trainer_key
 from clients.wire import WireError, recv_frame, send_frame
 
 log = logging.getLogger("fl_sim.trainer")
 #: Seconds between checks that the watched processes are alive (and of the idle clock).
 POLL_S = 1.0
-
-
-def start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot; None if it is gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
 
 
 class TrainerServer:
@@ -148,7 +137,6 @@ class TrainerServer:
         from types import SimpleNamespace
 
         from clients.app import check_ownership, train_clients, worker_state
-        from clients.trainer_link import trainer_key
 
         toml = header["experiment"]
         if trainer_key(toml) != self.key:
