@@ -211,6 +211,14 @@ class PruningConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """One-shot empirical privacy audit (Andrew et al. 2024; fl_sim/privacy/canaries.py)."""
+
+    canaries: int = _f(0, lo=0, doc="k > 0: insert k canary clients into the DP clipped sum and "
+                                    "report epsilon_emp beside epsilon in audit.json (0 = off)")
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     """Optional experiment tracking (fl_sim/tracking.py); the run directory is always written."""
 
@@ -232,6 +240,7 @@ class ExperimentConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     source: str = field(default="<defaults>", compare=False)
     #: Printed when the run starts and kept in its manifest.json (a setting the run caps).
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -243,7 +252,7 @@ class ExperimentConfig:
 
 
 SECTIONS = ("experiment", "data", "model", "client", "server", "simulation", "deployment", "privacy",
-            "pruning", "tracking")
+            "pruning", "tracking", "audit")
 
 
 # --------------------------------------------------------------------------- validation
@@ -446,6 +455,10 @@ def _check_cross_fields(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(
             f"{where}: privacy.noise_cohort_size = {p.noise_cohort_size}: expected <= "
             f"privacy.accounting_population ({p.accounting_population})")
+    if cfg.audit.canaries and not p.enabled:
+        raise ConfigError(
+            f"{where}: audit.canaries = {cfg.audit.canaries}: expected privacy.enabled = true (the "
+            "canaries are inserted into DP-FedAvg's clipped sum, scaled to its clip norm)")
     m = cfg.model
     if m.kind in ("transformer", "si_transformer") and m.hidden_dim % m.num_heads:
         raise ConfigError(

@@ -53,18 +53,31 @@ class DPFedAvg(StrategyWrapper):
                                            noise_multiplier=self.z,
                                            noise_cohort=self.accounting.scale.noise_cohort,
                                            reproducible=self.reproducible)
+        # [audit] canaries (fl_sim/privacy/canaries.py): sampled like the real clients,
+        # with q = m / N; built at the first round, when the model's shapes are known.
+        self.audit_canaries = cfg.audit.canaries
+        self.audit_q = m / population
+        self.canaries = None
         inner.set_aggregation(Aggregation(self._aggregate, owner=type(self).__name__,
                                           sampling=p.sampling, release_every_round=True,
                                           reproducible=self.reproducible))
 
     def _aggregate(self, server_round: int, accepted: list[Accepted], current: list[np.ndarray]
                    ) -> tuple[list[np.ndarray], dict]:
+        inserted = []
+        if self.audit_canaries:
+            if self.canaries is None:
+                from fl_sim.privacy.canaries import CanaryClients
+
+                self.canaries = CanaryClients(self.audit_canaries, self.cfg.experiment.seed,
+                                              self.audit_q, [np.shape(t) for t in current])
+            inserted = self.canaries.updates(server_round, self.dp.current_clip)
         mean, report = self.dp.aggregate([d for _, d, _ in accepted], server_round,
-                                         template=current)
+                                         template=current, inserted=inserted)
         self.accounting.record_round()
         keep = ("clip_norm", "next_clip_norm", "noise_multiplier", "update_noise_multiplier",
                 "noise_std", "mean_noise_std", "fraction_clipped", "num_clipped",
-                "noisy_unclipped_fraction")
+                "noisy_unclipped_fraction") + (("canaries_inserted",) if self.audit_canaries else ())
         return mean, {k: float(report[k]) for k in keep if k in report}
 
     # -- fl_sim hooks --------------------------------------------------------------------

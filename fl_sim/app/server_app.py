@@ -260,6 +260,8 @@ class FederatedRun:
         # Lets the strategy give every node an equal share of the round's SGD steps.
         self.strategy.set_client_cost(lambda cid: local_steps(cfg.client, corpus.num_train_sequences(cid)))
         self.weights = [v.numpy() for v in self.model.trainable_variables]
+        # The seeded initial model, rebuilt identically on resume: the audit's reference.
+        self.initial_weights = [w.copy() for w in self.weights] if cfg.audit.canaries else None
         self.n_params = int(sum(w.size for w in self.weights))
         self.writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
 
@@ -399,6 +401,8 @@ class FederatedRun:
                  "stopped_reason": stop_reason,
                  **self.strategy.final_report(),
                  "wall_time_s": round(time.perf_counter() - t0, 2)}
+        if self.initial_weights is not None:
+            final.update(self._audit(final))
         stopping.check()
         final = self._append(final)
         if final.get("privacy_statement"):
@@ -409,6 +413,20 @@ class FederatedRun:
                         title=f"{cfg.experiment.name}: {cfg.model.kind}", baselines=_baseline_lines(final))
         self.tracker.finish(final)
         return final
+
+    def _audit(self, final: dict) -> dict:
+        """[audit]: audit.json, and epsilon_emp into the final row and the statement."""
+        from fl_sim.privacy.canaries import audit_run
+
+        report, fields = audit_run(self.cfg, self.initial_weights, self.weights, final,
+                                   population=len(self.corpus.train_client_ids))
+        results.atomic_write_text(self.run_dir / "audit.json", json.dumps(report, indent=2) + "\n")
+        acc = ", ".join(f"{v:.4g} ({k.upper()})" for k, v in report["accounted_epsilon"].items()
+                        if v is not None)
+        self.progress(f"[{self.label}] audit ({report['canaries']} canaries): epsilon_emp "
+                      f"{emp_text(fields)} beside the accountant's epsilon {acc} at delta "
+                      f"{report['delta']:.3g} (a diagnostic, not a guarantee: audit.json)")
+        return fields
 
     def _append(self, row: dict) -> dict:
         """Log one row; under DP split into metrics.jsonl (released) and diagnostics.jsonl
@@ -522,6 +540,18 @@ def seeds_summary_text(summary: dict) -> str:
     return text
 
 
+def emp_text(f: dict) -> str:
+    """epsilon_emp and its bootstrap interval, e.g. '0.88 (0.74-1.22)'; '-' without an audit."""
+    from fl_sim.privacy.empirical import EPSILON_CAP
+
+    e = f.get("epsilon_emp")
+    if e is None:
+        return "-"
+    lo, hi = f.get("epsilon_emp_ci_low"), f.get("epsilon_emp_ci_high")
+    text = f">= {e:.3g} (cap)" if e >= EPSILON_CAP else f"{e:.3g}"
+    return text + ("" if lo is None else f" ({lo:.3g}-{hi:.3g})")
+
+
 def summary_table(summary: dict, *, one_of_seeds: bool = False) -> str:
     from fl_sim.comparison import baselines_text
 
@@ -536,6 +566,9 @@ def summary_table(summary: dict, *, one_of_seeds: bool = False) -> str:
         head += f" z | epsilon (RDP){scope} | epsilon (PLD){scope} | delta |"
         if deploy:
             head += " epsilon of the simulated run itself (RDP) | its delta |"
+    audited = any("epsilon_emp" in f for f in summary["models"].values())
+    if audited:  # [audit]: a diagnostic from canary clients, beside the accountant's epsilon
+        head += " epsilon_emp, canary audit (95% CI) |"
     lines = [head + " wall time |", "|---" * (head.count("|")) + "|"]
 
     def g(v, fmt=".4g"):
@@ -554,6 +587,8 @@ def summary_table(summary: dict, *, one_of_seeds: bool = False) -> str:
                      f"{g(f.get('epsilon_pld'))} | {g(f.get('delta'), '.2g')} |")
             if deploy:
                 line += f" {g(f.get('run_epsilon_rdp'))} | {g(f.get('run_delta'), '.2g')} |"
+        if audited:
+            line += f" {emp_text(f)} |"
         # Under DP the wall time is a diagnostic (it depends on the sampled clients' data).
         wall = f"{f['wall_time_s']:.0f} s" if "wall_time_s" in f else "in diagnostics.jsonl"
         lines.append(line + f" {wall} |")

@@ -79,7 +79,9 @@ class Point:
         elif self.target_epsilon is not None:
             out += ["privacy.enabled=true", f"privacy.target_epsilon={self.target_epsilon}"]
         else:
-            out += ["privacy.enabled=false"]
+            # No DP, so no clipped sum to insert audit canaries into (the sweep's audit is
+            # for its private points).
+            out += ["privacy.enabled=false", "audit.canaries=0"]
         if self.seed is not None:
             out += [f"experiment.seed={self.seed}"]
         return out
@@ -130,9 +132,10 @@ def load_sweep(path: str | Path) -> Sweep:
                               "name = ['section.key=value', ...]")
     elif (not isinstance(values, list) or not values
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                       and v > 0 for v in values)):
+                       and (v >= 0 if has_z else v > 0) for v in values)):
+        # z = 0 is clipping without noise (epsilon = inf): the audit sweep's no-noise point.
         raise ConfigError(f"{where}: sweep.{key} = {values!r}: expected a non-empty list of finite "
-                          "numbers > 0")
+                          f"numbers {'>= 0' if has_z else '> 0'}")
     overrides = s.get("set", [])
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError(f"{where}: sweep.set = {overrides!r}: expected a list of 'section.key=value' strings")
@@ -249,6 +252,10 @@ def collect(sweep: Sweep, sweep_dir: Path) -> list[dict]:
             # Deployment-scale accounting: what epsilon is for, and the run's own epsilon.
             "epsilon_for": final.get("epsilon_for"), "run_epsilon_rdp": final.get("run_epsilon_rdp"),
             "run_delta": final.get("run_delta"), "rounds": final["rounds"],
+            # [audit]: the canary estimate (None without an audit).
+            "epsilon_emp": final.get("epsilon_emp"),
+            "epsilon_emp_ci_low": final.get("epsilon_emp_ci_low"),
+            "epsilon_emp_ci_high": final.get("epsilon_emp_ci_high"),
             "word_top1": final.get("eval_word_top1"), "word_top3": final.get("eval_word_top3"),
             "accuracy": final["eval_accuracy"], "accuracy_no_oov_eos": final["eval_accuracy_no_oov_eos"],
             "perplexity": final["eval_perplexity"], "eval_loss": final["eval_loss"],
@@ -272,7 +279,8 @@ def over_seeds(rows: list[dict]) -> list[dict]:
     for members in groups.values():
         row = {k: v for k, v in members[0].items() if k not in ("point", "seed", "run_dir")}
         row["n"] = len(members)
-        for key in ("word_top1", "word_top3", "accuracy", "accuracy_no_oov_eos", "perplexity", "eval_loss"):
+        for key in ("word_top1", "word_top3", "accuracy", "accuracy_no_oov_eos", "perplexity", "eval_loss",
+                    *(("epsilon_emp",) if any(m.get("epsilon_emp") is not None for m in members) else ())):
             st = t_interval([m.get(key) for m in members])
             row[key], row[f"{key}_sd"], row[f"{key}_ci_half_width"] = st["mean"], st["sd"], st["ci_half_width"]
         out.append(row)
@@ -298,6 +306,8 @@ def write_table(sweep: Sweep, sweep_dir: Path) -> list[dict]:
     if points is not rows:
         atomic_write_text(sweep_dir / "sweep_means.jsonl", "".join(json.dumps(r) + "\n" for r in points))
     frontier_plot(points, sweep_dir / "frontier.png", title=sweep.name)
+    if any(r.get("epsilon_emp") is not None for r in points):
+        audit_plot(points, sweep_dir / "audit.png", title=sweep.name)
     atomic_write_text(sweep_dir / "sweep_results.md", frontier_table(points) + "\n")
     return rows
 
@@ -313,6 +323,9 @@ def frontier_table(rows: list[dict]) -> str:
             "word top-1 | word top-3 | accuracy | acc. no OOV/EOS | perplexity |")
     if deploy:
         head += " epsilon of the simulated run itself (RDP) | its delta |"
+    audited = any(r.get("epsilon_emp") is not None for r in rows)
+    if audited:
+        head += " epsilon_emp, canary audit (95% CI) |"
     if seeded:
         head += " seeds |"
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
@@ -337,12 +350,78 @@ def frontier_table(rows: list[dict]) -> str:
         if deploy:
             line += (" - | - |" if not r["private"] else
                      f" {f(r.get('run_epsilon_rdp'), '.3g')} | {f(r.get('run_delta'), '.2g')} |")
+        if audited:
+            line += f" {emp_cell(r)} |"
         lines.append(line + (f" {r.get('n', 1)} |" if seeded else ""))
     if deploy:
         lines += ["", f"Epsilon (RDP, PLD) is accounted for the stated {'; '.join(deploy)} "
                       "(privacy.accounting_population, privacy.noise_cohort_size), not for the "
                       "runs as executed; their own epsilon is the 'simulated run itself' column."]
+    if audited:
+        lines += ["", AUDIT_NOTE]
     return "\n".join(lines)
+
+
+AUDIT_NOTE = (
+    "epsilon_emp: one-shot empirical estimate from canary clients inserted into the run "
+    "([audit], Andrew et al. 2024; fl_sim/privacy/canaries.py), at each run's delta, with a "
+    "95% bootstrap interval over canaries (over seeds: mean ± sd of the estimates). A "
+    "lower-bound-style diagnostic of what the final model reveals, not a guarantee; the "
+    "accountant's epsilon is the guarantee.")
+
+
+def emp_cell(r: dict) -> str:
+    from fl_sim.privacy.empirical import EPSILON_CAP
+
+    e = r.get("epsilon_emp")
+    if e is None:
+        return "-"
+    text = f">= {e:.3g} (cap)" if e >= EPSILON_CAP else f"{e:.3g}"
+    if r.get("epsilon_emp_sd") is not None:
+        return text + f" ± {r['epsilon_emp_sd']:.2g}"
+    lo, hi = r.get("epsilon_emp_ci_low"), r.get("epsilon_emp_ci_high")
+    return text + ("" if lo is None else f" ({lo:.3g}-{hi:.3g})")
+
+
+def audit_plot(rows: list[dict], out: Path, title: str = "") -> Path:
+    """epsilon_emp (with its interval) beside the accountant's epsilon, against z."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    models = sorted({r["model"] for r in rows})
+    colors = dict(zip(models, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for m in models:
+        pts = sorted((r for r in rows if r["model"] == m and r.get("epsilon_emp") is not None),
+                     key=lambda r: r["noise_multiplier"])
+        if not pts:
+            continue
+        zs = [r["noise_multiplier"] for r in pts]
+        emp = [r["epsilon_emp"] for r in pts]
+        if all(r.get("epsilon_emp_sd") is not None for r in pts):
+            err = [[r["epsilon_emp_sd"] for r in pts]] * 2
+        else:
+            err = [[max(0.0, e - (r.get("epsilon_emp_ci_low") or e)) for e, r in zip(emp, pts)],
+                   [max(0.0, (r.get("epsilon_emp_ci_high") or e) - e) for e, r in zip(emp, pts)]]
+        ax.errorbar(zs, emp, yerr=err, marker="o", capsize=3, color=colors[m],
+                    label=f"{m}: epsilon_emp (canary audit)")
+        acc = [(r["noise_multiplier"], r["epsilon_rdp"]) for r in pts
+               if r.get("epsilon_rdp") is not None and math.isfinite(r["epsilon_rdp"])]
+        if acc:
+            ax.plot(*zip(*acc), marker="s", linestyle="--", color=colors[m],
+                    label=f"{m}: epsilon (RDP accountant)")
+    ax.set(xlabel="noise multiplier z (z = 0: accountant epsilon = inf)", ylabel="epsilon",
+           yscale="symlog")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 def deployments(rows: list[dict]) -> list[str]:
@@ -372,7 +451,8 @@ def frontier_plot(rows: list[dict], out: Path, title: str = "") -> Path:
     models = sorted({r["model"] for r in rows})
     colors = dict(zip(models, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for m in models:
-        priv = sorted((r for r in rows if r["model"] == m and r["private"] and r["epsilon_rdp"] is not None),
+        priv = sorted((r for r in rows if r["model"] == m and r["private"] and r["epsilon_rdp"] is not None
+                       and math.isfinite(r["epsilon_rdp"])),
                       key=lambda r: r["epsilon_rdp"])
         ref = [r for r in rows if r["model"] == m and not r["private"]]
         for ax, key in zip(axes, ("accuracy", "perplexity")):

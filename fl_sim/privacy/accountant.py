@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from typing import Any, Sequence
 
 import dp_accounting
@@ -214,6 +215,10 @@ class PrivacyLedger:
             eps = None
         elif not segments:
             eps = 0.0
+        elif any(z == 0 for z, _ in segments):
+            # No noise: a round releases the clipped sum exactly, so no finite epsilon holds
+            # (dp-accounting's RDP of the fixed-size event divides by z and raises).
+            eps = math.inf
         elif accountant == "rdp":
             total = None
             orders = None

@@ -131,7 +131,8 @@ class DPAggregator:
         return self._estimator.clip_norm if self._estimator is not None else float(self.clip_norm)
 
     def aggregate(self, updates: Sequence[Sequence[np.ndarray]], server_round: int,
-                  template: Sequence[np.ndarray] | None = None) -> tuple[Weights, dict]:
+                  template: Sequence[np.ndarray] | None = None,
+                  inserted: Sequence[Sequence[np.ndarray]] = ()) -> tuple[Weights, dict]:
         """One round: returns ``(mean_update, report)``.
 
         Parameters
@@ -144,6 +145,11 @@ class DPAggregator:
         template : sequence of np.ndarray, optional
             Shapes and dtypes of the result when ``updates`` is empty (an empty Poisson
             cohort still releases noise); otherwise the first update's are used.
+        inserted : sequence of updates, optional
+            Audit canaries' updates (:mod:`fl_sim.privacy.canaries`, norm ``C``): clipped
+            and summed with the clients' before the noise, but not counted as clients (not
+            in ``num_clients``, the clipped count or the adaptive clip's quantile), and the
+            denominator stays ``m``.
 
         Returns
         -------
@@ -169,8 +175,9 @@ class DPAggregator:
             clipped.append(c)
             norms.append(norm)
             n_clipped += int(was)
+        canaries = [clip_update(u, clip)[0] for u in inserted]
         noise_std = self.update_noise_multiplier * clip * self.noise_scale
-        total = noisy_sum(clipped, noise_std, self._generator("dp-noise", server_round),
+        total = noisy_sum(clipped + canaries, noise_std, self._generator("dp-noise", server_round),
                           template=ref)
         mean = dp_mean(total, self.expected_cohort, dtypes)
         report = {
@@ -183,6 +190,7 @@ class DPAggregator:
             "clipped_count_stddev": self.count_stddev,
             "count_noise": 0.0,
             "num_clients": len(updates),
+            "canaries_inserted": len(canaries),
             "expected_cohort": float(self.expected_cohort),
             "noise_cohort": float(self.noise_cohort),
             "num_clipped": n_clipped,

@@ -67,6 +67,8 @@ RELEASE_KEYS = frozenset({
     "rounds", "rounds_completed", "parameters", "baseline_accuracy",
     "baseline_accuracy_no_oov_eos", "baseline_word", "stopped_reason", "noise_source",
     "privacy", "privacy_statement",
+    # [audit]: the canary count (epsilon_emp* is under the "epsilon" prefix)
+    "audit_canaries",
 })
 #: Key prefixes released likewise (evaluation and its smoothed means and baselines on the
 #: held-out clients, epsilons, the run's own epsilon in deployment mode, pruning sparsity:
@@ -137,6 +139,10 @@ def artifact_rules(*, reproducible: bool, vocab_public: bool, calibration_public
         ("**summary.json", True, "the final rows of metrics.jsonl and the statement"),
         ("**summary.md", True, "the final rows of metrics.jsonl and the statement"),
         ("**final_weights.npz", True, "the last released model"),
+        ("**audit.json", True, "the empirical privacy audit ([audit]): cosines of the synthetic "
+                               "canaries' directions with the released model's change from the "
+                               "seeded initial model, and epsilon_emp from them "
+                               "(post-processing of the released model; no client data)"),
         ("**tracking.json", True, "where the run is mirrored ([tracking]: the MLflow store's URI "
                                   "and run id, no data); the MLflow run holds copies of "
                                   "config.resolved.toml (also as params), manifest.json, "

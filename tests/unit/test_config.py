@@ -75,3 +75,14 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = load_experiment(REPO / "experiments" / "demo.toml")
     again = load_experiment(write(tmp_path, dumps_toml(cfg)))
     assert again == cfg
+
+
+def test_audit_section_is_off_by_default_and_needs_privacy(tmp_path):
+    from fl_sim.config import from_dict
+
+    assert from_dict({}).audit.canaries == 0
+    assert from_dict({"privacy": {"enabled": True}, "audit": {"canaries": 50}}).audit.canaries == 50
+    with pytest.raises(ConfigError, match="audit.canaries = 50: expected privacy.enabled = true"):
+        from_dict({"audit": {"canaries": 50}})
+    with pytest.raises(ConfigError, match="audit.canaries"):
+        from_dict({"privacy": {"enabled": True}, "audit": {"canaries": -1}})

@@ -185,3 +185,18 @@ def test_auto_pld_step_is_a_valid_bound_close_to_the_fine_one():
     a, f = auto.epsilon("pld"), fine.epsilon("pld")
     assert f <= a <= f * (1 + 1e-4)
     assert PrivacyLedger.from_dict(auto.to_dict()).epsilon("pld") == a
+
+
+@pytest.mark.parametrize("sampling", ["fixed", "poisson"])
+def test_no_noise_is_infinite_epsilon_not_a_crash(sampling):
+    # z = 0 releases the clipped sum exactly; dp-accounting's RDP accountant divides by z for
+    # the fixed-size event (ZeroDivisionError), so the ledger must answer inf itself.
+    led = PrivacyLedger(20, 4, sampling)
+    assert led.epsilon_if_next_round(0.0) == float("inf")
+    led.record_round(1.0)
+    led.record_round(0.0)
+    eps = led.epsilons()
+    assert eps["rdp"] == float("inf")
+    assert eps["pld"] == (None if sampling == "fixed" else float("inf"))
+    facts, text = led.statement(clip_norm=0.5)
+    assert facts["epsilon_rdp"] == float("inf") and "inf" in text

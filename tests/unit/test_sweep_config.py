@@ -27,7 +27,9 @@ def test_grid_points_and_overrides(tmp_path):
 
 @pytest.mark.parametrize("body,needle", [
     ('[sweep]\nname = "x"\nexperiment = "base.toml"\n', "exactly one of"),
-    ('[sweep]\nname = "x"\nexperiment = "base.toml"\nnoise_multipliers = [0]\n', "numbers > 0"),
+    # z = 0 is allowed (clipping without noise, the audit sweep's point); z < 0 is not.
+    ('[sweep]\nname = "x"\nexperiment = "base.toml"\nnoise_multipliers = [-1]\n', "numbers >= 0"),
+    ('[sweep]\nname = "x"\nexperiment = "base.toml"\ntarget_epsilons = [0]\n', "numbers > 0"),
     ('[sweep]\nname = "x"\nexperiment = "base.toml"\nnoise_multipliers = [1]\nmodels = ["rnn"]\n', "sweep.models"),
     ('[sweep]\nname = "x"\nexperiment = "base.toml"\nnoise_multipliers = [1]\nset = ["client.lr=-1"]\n', "client.lr"),
     ('[sweep]\nname = "x"\nexperiment = "base.toml"\nnoise_multipliers = [1]\nnoise = 2\n', "unknown key sweep.noise"),
@@ -132,3 +134,41 @@ def test_deployment_sweep_loads_and_every_table_and_plot_names_the_deployment(tm
     label = frontier_xlabel(rows)
     assert "for the stated deployment N'=1,000,000" in label and "5.2e+05" in label
     assert frontier_plot(rows, tmp_path / "f.png").stat().st_size > 0
+
+
+def test_audit_sweep_puts_epsilon_emp_beside_epsilon(tmp_path):
+    from fl_sim.app.sweep import audit_plot, over_seeds
+
+    # The shipped audit sweep: z in {0, 0.5, 1, 2} on the demo model, canaries on every point.
+    sweep = load_sweep("experiments/sweeps/audit.toml")
+    assert [p.noise_multiplier for p in sweep.points] == [0.0, 0.5, 1.0, 2.0]
+    cfgs = [sweep.point_config(p) for p in sweep.points]
+    assert all(c.audit.canaries > 0 and c.privacy.enabled for c in cfgs)
+    assert cfgs[0].privacy.noise_multiplier == 0.0
+    row = {"model": "si_cifg", "private": True, "noise_multiplier": 1.0, "epsilon_rdp": 2.0,
+           "epsilon_pld": 1.3, "delta": 1e-3, "accuracy": 0.1, "accuracy_no_oov_eos": 0.05,
+           "perplexity": 200.0, "baseline_accuracy": 0.08, "target_epsilon": None,
+           "epsilon_emp": 0.88, "epsilon_emp_ci_low": 0.74, "epsilon_emp_ci_high": 1.22}
+    z0 = {**row, "noise_multiplier": 0.0, "epsilon_rdp": float("inf"), "epsilon_pld": float("inf"),
+          "epsilon_emp": 100.0, "epsilon_emp_ci_low": 100.0, "epsilon_emp_ci_high": 100.0}
+    table = frontier_table([z0, row])
+    assert "epsilon_emp, canary audit (95% CI)" in table.splitlines()[0]
+    assert "| 0.88 (0.74-1.22) |" in table and "| >= 100 (cap) (100-100) |" in table
+    assert "not a guarantee" in table
+    assert audit_plot([z0, row], tmp_path / "audit.png").stat().st_size > 0
+    # Over seeds: the mean and sd of the estimates.
+    (mean,) = over_seeds([{**row, "point": "a", "seed": 0, "run_dir": "a"},
+                          {**row, "point": "b", "seed": 1, "run_dir": "b", "epsilon_emp": 1.08}])
+    assert mean["epsilon_emp"] == pytest.approx(0.98) and "± 0.14" in frontier_table([mean])
+    # A sweep without an audit has no such column.
+    assert "epsilon_emp" not in frontier_table([{**row, "epsilon_emp": None}])
+
+
+def test_non_private_reference_of_an_audited_sweep_has_no_canaries(tmp_path):
+    sweep = load_sweep(write(tmp_path, '[sweep]\nname = "x"\nexperiment = "base.toml"\n'
+                                       'models = ["cifg"]\nnoise_multipliers = [0, 1]\n'
+                                       'set = ["audit.canaries=10"]\n'))
+    assert [p.name for p in sweep.points] == ["cifg-nonprivate", "cifg-z0", "cifg-z1"]
+    ref, z0, _ = (sweep.point_config(p) for p in sweep.points)
+    assert not ref.privacy.enabled and ref.audit.canaries == 0
+    assert z0.privacy.enabled and z0.privacy.noise_multiplier == 0 and z0.audit.canaries == 10
