@@ -470,7 +470,9 @@ def frontier_plot(rows: list[dict], out: Path, title: str = "") -> Path:
         axes[0].axhline(base, color="grey", linestyle=":", label="most-frequent word")
     # A log axis needs a positive epsilon: until a private point has finished (the sweep
     # redraws after every point) only the non-private reference lines exist.
-    xscale = "log" if any(r["private"] and (r["epsilon_rdp"] or 0) > 0 for r in rows) else "linear"
+    # z = 0 points (epsilon = inf) are not drawn, so they do not count either.
+    xscale = "log" if any(r["private"] and math.isfinite(r["epsilon_rdp"] or 0) and (r["epsilon_rdp"] or 0) > 0
+                          for r in rows) else "linear"
     xlabel = frontier_xlabel(rows)
     axes[0].set(xlabel=xlabel, ylabel="next-word accuracy", xscale=xscale)
     axes[1].set(xlabel=xlabel, ylabel="perplexity", xscale=xscale, yscale="log")

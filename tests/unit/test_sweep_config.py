@@ -76,6 +76,10 @@ def test_frontier_plot_before_and_after_private_points(tmp_path):
     priv = {**ref, "private": True, "noise_multiplier": 1.0, "epsilon_rdp": 2.5, "accuracy": 0.1,
             "perplexity": 300.0}
     assert frontier_plot([ref, priv], tmp_path / "b.png").stat().st_size > 0
+    # A z = 0 point (epsilon = inf) alone, as the audit sweep's first point: nothing to draw
+    # on a log axis, so it must not be one.
+    z0 = {**priv, "noise_multiplier": 0.0, "epsilon_rdp": float("inf"), "epsilon_pld": float("inf")}
+    assert frontier_plot([z0], tmp_path / "c.png").stat().st_size > 0
 
 
 def test_seeds_repeat_every_point_and_set_the_seed(tmp_path):
