@@ -208,7 +208,9 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, verbose: bool = False, progress=
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if not (sweep_dir / "sweep.json").exists():
         atomic_write_text(sweep_dir / "sweep.json", json.dumps({
-            "name": sweep.name, "source": sweep.source, "experiment": str(sweep.experiment),
+            # Absolute: --resume may run from another directory.
+            "name": sweep.name, "source": str(Path(sweep.source).resolve()),
+            "experiment": str(sweep.experiment),
             "set": list(sweep.overrides), "points": [p.__dict__ for p in sweep.points]}, indent=2) + "\n")
     from fl_sim.app.progress import as_progress
 
