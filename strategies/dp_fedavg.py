@@ -125,7 +125,10 @@ class DPFedAvg(StrategyWrapper):
         metrics.pop("accountant")
         facts["deployment"] = (None if self.accounting.run_ledger is None else
                                {k: v for k, v in metrics.items() if k.startswith(("run_", "epsilon_for"))})
-        return {**self.inner.final_report(), "noise_multiplier": self.z, **metrics,
+        # Who inserted the [audit] canaries: the audit refuses to estimate from a stack in
+        # which no aggregation did (it would measure directions that never reached the model).
+        audit = {"audit_inserted_by": type(self).__name__} if self.audit_canaries else {}
+        return {**self.inner.final_report(), "noise_multiplier": self.z, **metrics, **audit,
                 "noise_source": "seed" if self.reproducible else "os-entropy",
                 "privacy": {**facts, "reproducible_noise": self.reproducible},
                 "privacy_statement": text}

@@ -206,6 +206,11 @@ def audit_run(cfg, initial: Sequence[np.ndarray], final_weights: Sequence[np.nda
     (``privacy.accounting_population`` / ``noise_cohort_size``) that is ``run_epsilon_*``,
     not the stated deployment's headline epsilon.
     """
+    if not final.get("audit_inserted_by"):
+        # Only an aggregation that calls CanaryClients.updates inserts canaries (DP-FedAvg
+        # does); estimating without them would report a confident, meaningless epsilon_emp.
+        raise ValueError(f"audit.canaries = {cfg.audit.canaries}, but no aggregation of this "
+                         "strategy stack inserted canaries (DP-FedAvg does): no audit is possible")
     run = "run_epsilon_rdp" in final
     accounted = {"rdp": final.get("run_epsilon_rdp" if run else "epsilon_rdp"),
                  "pld": final.get("run_epsilon_pld" if run else "epsilon_pld")}

@@ -68,7 +68,7 @@ RELEASE_KEYS = frozenset({
     "baseline_accuracy_no_oov_eos", "baseline_word", "stopped_reason", "noise_source",
     "privacy", "privacy_statement",
     # [audit]: the canary count (epsilon_emp* is under the "epsilon" prefix)
-    "audit_canaries",
+    "audit_canaries", "audit_inserted_by",
 })
 #: Key prefixes released likewise (evaluation and its smoothed means and baselines on the
 #: held-out clients, epsilons, the run's own epsilon in deployment mode, pruning sparsity:

@@ -161,3 +161,17 @@ def test_audit_sees_inserted_canaries_and_not_the_unobserved_ones():
     assert out["unobserved"]["std_sqrt_d"] == pytest.approx(1.0, abs=0.2)
     assert out["observed"]["times_inserted"] == can.times_inserted(10)
     assert out["below_accounted"] is True  # the cap, 100, is below the accountant's inf
+
+
+def test_audit_of_a_stack_that_inserted_no_canaries_is_refused():
+    from fl_sim.config import from_dict
+    from fl_sim.privacy.canaries import audit_run
+
+    cfg = from_dict({"privacy": {"enabled": True}, "audit": {"canaries": 10}})
+    w = [np.zeros(5)]
+    final = {"epsilon_rdp": 1.0, "epsilon_pld": None, "delta": 1e-5, "rounds_completed": 3}
+    with pytest.raises(ValueError, match="no aggregation of this strategy stack inserted canaries"):
+        audit_run(cfg, w, [np.ones(5)], final, population=100)
+    report, fields = audit_run(cfg, w, [np.ones(5)], {**final, "audit_inserted_by": "DPFedAvg"},
+                               population=100)
+    assert report["epsilon_emp"] is not None and fields["audit_canaries"] == 10
