@@ -356,10 +356,12 @@ class FederatedRun:
         import tensorflow as tf
 
         released = self._append(row)
-        with self.writer.as_default(step=row["round"]):
+        with self.writer.as_default(step=row["round"]), np.errstate(over="ignore"):
             for k, v in released.items():
                 if isinstance(v, (int, float)) and k not in ("round", "type"):
-                    tf.summary.scalar(k, v)
+                    # TensorBoard stores float32: a diverged run's loss (1e26) or capped
+                    # perplexity (1e304) is logged as inf instead of failing the run.
+                    tf.summary.scalar(k, np.float32(v))
         self.writer.flush()
 
     def _release_pending(self) -> None:
