@@ -17,7 +17,8 @@ with the warm trainer, the hand-off plus training); the rest of the round is Flo
 messaging (polling, transfers) and the server's aggregation.
 
     python -m benchmarks.bench_deploy            # cohorts 10 and 100 (what make bench runs)
-    python -m benchmarks.bench_deploy 10         # one cohort
+    python -m benchmarks.bench_deploy 10         # one cohort (the other's earlier row is kept;
+                                                 # each row has its own date and commit)
 
 Goal (issue 18): deployment / simulation <= 1.3 at cohort 100 in steady rounds.
 """
@@ -34,7 +35,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import QUICK, REPO, loadavg, median, ratio, run_case, show, write_result
+from datetime import datetime, timezone
+
+from benchmarks.common import (QUICK, REPO, RESULTS, loadavg, machine, median, ratio, run_case, show,
+                               write_result)
 
 EXPERIMENT = "experiments/demo.toml"
 # The benchmark model (embedding 64, CIFG 128, projection 64, vocabulary 5,000; the demo's
@@ -153,6 +157,16 @@ def measure(cohort: int, rounds: int, cold: bool) -> dict:
 def main(argv: list[str]) -> None:
     plan = [p for p in PLAN if not argv or str(p[0]) in argv]
     rows = [measure(c, r, cold) for c, r, cold in plan]
+    for r in rows:
+        r["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        r["commit"] = machine()["commit"]
+    if argv:  # one cohort measured now: keep the other cohorts' rows of an earlier run
+        old = RESULTS / "bench_deploy.json"
+        if old.is_file():
+            done, prev = {r["cohort"] for r in rows}, json.loads(old.read_text())
+            kept = [{"date": prev["date"], "commit": prev["machine"]["commit"], **r}
+                    for r in prev["results"] if r["cohort"] not in done]
+            rows = sorted(kept + rows, key=lambda r: r["cohort"])
     big = [r for r in rows if r["cohort"] == 100]
     payload = {"target": {"warm_over_sim_max_cohort_100": TARGET},
                "met": bool(big) and big[0]["warm_over_sim"] <= TARGET, "results": rows}
