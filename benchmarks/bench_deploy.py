@@ -37,6 +37,7 @@ from pathlib import Path
 
 from datetime import datetime, timezone
 
+from benchmarks.cluster_cpu import ClusterCPU
 from benchmarks.common import (QUICK, REPO, RESULTS, loadavg, machine, median, ratio, run_case, show,
                                write_result)
 
@@ -81,7 +82,8 @@ def deployment(cluster: Path, cohort: int, rounds: int, extra: list[str]) -> dic
     args = ["cluster", "run", "--dir", cluster, EXPERIMENT, "--out", out, "--timeout", 7200]
     for s in sets:
         args += ["--set", s]
-    proc = cli(*args, timeout=7500)
+    with ClusterCPU(cluster, out) as cpu:
+        proc = cli(*args, timeout=7500)
     total = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"cluster run failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
@@ -102,7 +104,9 @@ def deployment(cluster: Path, cohort: int, rounds: int, extra: list[str]) -> dic
                       "train_s": n.get("train_s"), "where": n.get("where"),
                       "rest_s": (round(times[r - 1] - n["process_s"] - n["handler_s"], 3)
                                  if n else None)})
+    by_role = cpu.per_round(rounds)
     return {"round_times_s": times, "parts": parts, "total_s": round(total, 2),
+            "round_cpu_s": [round(sum(r.values()), 3) for r in by_role], "round_cpu_by_role_s": by_role,
             "clients_completed": [by_round[r]["clients_completed"] for r in range(1, rounds + 1)],
             "loadavg_before": before, "loadavg_after": loadavg(), "overrides": sets}
 
@@ -146,11 +150,21 @@ def measure(cohort: int, rounds: int, cold: bool) -> dict:
            "sim_runs_spread": ratio(max(sum(steady(s["round_times_s"])) for s in sims),
                                     min(sum(steady(s["round_times_s"])) for s in sims)),
            "cases": {"sim": sims, **deps}}
+    # CPU seconds per steady round (all processes: the simulation's tree, the cluster's
+    # processes): the work, much less sensitive to the machine's load than wall time.
+    sim_cpu = [sum(xs) / len(xs) for xs in zip(*(s["round_cpu_s"] for s in sims))]
+    out["sim_round_cpu_s"] = [round(c, 3) for c in sim_cpu]
     for name, dep in deps.items():
         n = len(dep["round_times_s"]) - 1
         out[f"{name}_round_s"] = steady(dep["round_times_s"])
         out[f"{name}_over_sim"] = ratio(sum(steady(dep["round_times_s"])), sum(sim_steady[:n]))
         out[f"{name}_parts"] = summarize(dep)
+        m = min(len(dep["round_cpu_s"]), len(sim_cpu))
+        out[f"{name}_round_cpu_s"] = dep["round_cpu_s"]
+        out[f"{name}_over_sim_cpu"] = ratio(sum(dep["round_cpu_s"][:m]), sum(sim_cpu[:m]))
+        roles = dep["round_cpu_by_role_s"]
+        out[f"{name}_cpu_by_role_s_median"] = {k: round(median([r.get(k, 0.0) for r in roles]), 3)
+                                               for k in (roles[0] if roles else {})}
     return out
 
 
@@ -176,7 +190,9 @@ def main(argv: list[str]) -> None:
         w = r["warm_parts"]
         out.append((f"cohort {r['cohort']}: deployment / simulation",
                     f"{r['warm_over_sim']}  (steady rounds 2..{r['rounds']}; sim runs spread "
-                    f"x{r['sim_runs_spread']})"))
+                    f"x{r['sim_runs_spread']}); in CPU seconds {r['warm_over_sim_cpu']}"))
+        out.append((f"cohort {r['cohort']}: deployment CPU per round by process",
+                    ", ".join(f"{k} {v:.2f} s" for k, v in r["warm_cpu_by_role_s_median"].items())))
         out.append((f"cohort {r['cohort']}: deployment round, median",
                     f"{w['round_s_median']} s = Flower's per-message process {w['process_s_median']} s"
                     f" + node work {w['handler_s_median']} s (training {w['train_s_median']} s)"
@@ -184,7 +200,7 @@ def main(argv: list[str]) -> None:
         if "cold_over_sim" in r:
             c = r["cold_parts"]
             out.append((f"cohort {r['cohort']}: warm trainer off / simulation",
-                        f"{r['cold_over_sim']}  (round {c['round_s_median']} s: process "
+                        f"{r['cold_over_sim']} (CPU {r['cold_over_sim_cpu']})  (round {c['round_s_median']} s: process "
                         f"{c['process_s_median']} s + node work {c['handler_s_median']} s, of which "
                         f"TF import/corpus/model/trace {c['build_s_median']} s and training "
                         f"{c['train_s_median']} s, + rest {c['rest_s_median']} s)"))

@@ -30,8 +30,6 @@ TLS=${FL_SIM_TLS:-1}
 WAIT_S=${FL_SIM_WAIT_S:-300}
 CONNECTION=fl-sim-cluster
 export FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1
-# How often a SuperNode's SuperExec looks for a message to run (Flower's default 1 s).
-export FLWR_SUPEREXEC_TASK_POLL_INTERVAL=${FLWR_SUPEREXEC_TASK_POLL_INTERVAL:-0.2}
 
 log() { echo "[fl-sim $ROLE] $*" >&2; }
 die() { log "error: $*"; exit 2; }

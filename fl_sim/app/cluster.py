@@ -33,9 +33,6 @@ DEFAULT_DIR = ".cache/fl_sim_cluster"
 CONNECTION = "fl-sim-cluster"
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
-#: A SuperNode's SuperExec looks for a new message to start a ClientApp for every 1 s by
-#: default (Flower's variable; a user's own setting wins): idle time in every round.
-SUPEREXEC_POLL_ENV, SUPEREXEC_POLL_S = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.2"
 
 
 class ClusterError(RuntimeError):
@@ -118,8 +115,7 @@ def flower_env(cluster_dir: Path) -> dict[str, str]:
     """Environment for Flower's processes: this venv's executables, a private FLWR_HOME,
     no update check or telemetry (nothing leaves 127.0.0.1)."""
     bin_dir = str(Path(sys.executable).parent)
-    return {SUPEREXEC_POLL_ENV: SUPEREXEC_POLL_S, **os.environ,
-            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+    return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
             "FLWR_HOME": str(cluster_dir / "flwr-home"), "FLWR_TELEMETRY_ENABLED": "0",
             "FLWR_DISABLE_UPDATE_CHECK": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
             "PYTHONUNBUFFERED": "1"}
