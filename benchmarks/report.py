@@ -52,6 +52,9 @@ def _deploy_rows(d: dict, m: dict) -> list[str]:
                    f"(rounds 2..{row['rounds']}) | {row['warm_over_sim']:.2f} "
                    + (f"| <= {target} | {_met(row['warm_over_sim'] <= target)} " if big else "| | ")
                    + f"| {_load_text({'results': [row], 'machine': m})} |")
+        if row.get("warm_over_sim_cpu") is not None:
+            out.append(f"| deployment / simulation, cohort {row['cohort']}: same, in CPU seconds (load-robust) "
+                       f"| {row['warm_over_sim_cpu']:.2f} | | | |")
         out.append(f"| deployment, cohort {row['cohort']}: Flower's per-message process start (median) "
                    f"| {w['process_s_median']:.2f} s of a {w['round_s_median']:.2f} s round | | | |")
         if row.get("cold_over_sim") is not None:
