@@ -47,8 +47,15 @@ def load_points(sweep_dir: Path) -> list[dict]:
     return rows
 
 
+DIVERGED = 1e5  # a perplexity this large is a diverged run (the cap is exp(700))
+
+
 def cell(values: list[float], fmt: str) -> str:
-    return stats.format_mean(stats.t_interval(values), fmt)
+    st = stats.t_interval(values)
+    if st["mean"] is not None and abs(st["mean"]) >= DIVERGED:
+        big = sum(1 for v in values if v is not None and abs(v) >= DIVERGED)
+        return f"diverged in {big} of {len(values)}"
+    return stats.format_mean(st, fmt)
 
 
 def grouped(rows: list[dict], key) -> dict:
@@ -112,6 +119,9 @@ def pair_lines(rows: list[dict], models: list[str], group_label: str = "") -> li
     for metric, name, hib in ((HEADLINE, "word top-1, smoothed", True),
                               ("eval_word_top3", "word top-3, final", True),
                               ("eval_perplexity", "perplexity", False)):
+        if any(abs(r.get(metric) or 0) >= DIVERGED for r in ra + rb):
+            out.append(f"- {group_label}{name}: not compared (a run diverged)")
+            continue
         d = paired(ra, rb, metric, hib)
         out.append(f"- {group_label}{name}: "
                    + stats.format_difference(LABEL[a], LABEL[b], d, ".1f" if metric == "eval_perplexity" else ".4f"))
@@ -137,8 +147,9 @@ def cmd_pair(args) -> None:
     rows = [r for d in args.sweep_dirs for r in load_points(Path(d))]
     print(table(rows, [("model", lambda r: r["model"]), ("client lr", lr_of)]))
     models = sorted({r["model"] for r in rows}, key=lambda m: m.startswith("si_"), reverse=True)
-    print()
-    print("\n".join(pair_lines(rows, models)))
+    if len(models) == 2:
+        print()
+        print("\n".join(pair_lines(rows, models)))
 
 
 def cmd_optimizer(args) -> None:
@@ -159,30 +170,58 @@ def cmd_optimizer(args) -> None:
             print(f"- {LABEL[m]}: " + stats.format_difference("SGD", "Adam", d)
                   + " (word top-1 smoothed, each at its best lr)")
 
+    def at_best(m, opt):
+        return [r for r in rows if r["model"] == m and optimizer_of(r) == opt and lr_of(r) == best.get((m, opt))]
+
+    # The paper's question: can SGD clients with the scale-invariant model replace adaptive
+    # clients with the plain one? (Same seeds, so same split, sampling and data order.)
+    si_sgd, cifg_adam = at_best("si_cifg", "sgd"), at_best("cifg", "adam")
+    if si_sgd and cifg_adam:
+        d = paired(si_sgd, cifg_adam)
+        print("- " + stats.format_difference("SI-CIFG with SGD", "CIFG with Adam", d)
+              + " (word top-1 smoothed, each at its best lr)")
+
 
 def epsilon_of(r: dict) -> float:
     return float("inf") if r.get("target_epsilon") is None else float(r["target_epsilon"])
+
+
+def frontier_point(r: dict) -> str:
+    """'non-private', 'clipping only' (a fixed, negligible z) or 'epsilon X'."""
+    if r.get("target_epsilon") is not None:
+        return f"epsilon {float(r['target_epsilon']):g}"
+    return "clipping only" if r.get("noise_multiplier") else "non-private"
 
 
 def cmd_frontier(args) -> None:
     rows = [r for d in args.sweep_dirs for r in load_points(Path(d))]
     print(table(rows, [("model", lambda r: r["model"]), ("target epsilon", epsilon_of),
                        ("noise multiplier z", lambda r: r.get("noise_multiplier") or 0.0)]))
+    print("\n(target epsilon inf with z > 0: the clipping-only reference, no privacy; with z = 0: "
+          "non-private, no clipping)")
     models = sorted({r["model"] for r in rows}, key=lambda m: m.startswith("si_"), reverse=True)
+    points = sorted({frontier_point(r) for r in rows},
+                    key=lambda k: (k == "non-private", k == "clipping only",
+                                   float(k.split()[1]) if k.startswith("epsilon") else 0.0))
     if len(models) == 2:
         print()
-        for eps in sorted({epsilon_of(r) for r in rows}):
-            label = "non-private" if eps == float("inf") else f"epsilon {eps:g}"
-            print("\n".join(pair_lines([r for r in rows if epsilon_of(r) == eps], models, f"{label}, ")[:1]))
+        for point in points:
+            print("\n".join(pair_lines([r for r in rows if frontier_point(r) == point], models,
+                                       f"{point}, ")[:1]))
     for m in models:
-        mine = [r for r in rows if r["model"] == m and r.get("target_epsilon") is not None]
-        eps = sorted({epsilon_of(r) for r in mine})
+        mine = [r for r in rows if r["model"] == m]
+        eps = sorted({epsilon_of(r) for r in mine if r.get("target_epsilon") is not None})
+        by = {k: [r for r in mine if frontier_point(r) == k] for k in points}
         if len(eps) >= 2:
-            lo = [r for r in mine if epsilon_of(r) == eps[0]]
-            hi = [r for r in mine if epsilon_of(r) == eps[-1]]
-            d = paired(hi, lo)
+            d = paired(by[f"epsilon {eps[-1]:g}"], by[f"epsilon {eps[0]:g}"])
             print(f"- {LABEL[m]}: " + stats.format_difference(f"epsilon {eps[-1]:g}", f"epsilon {eps[0]:g}", d))
-    run_eps = [r.get("run_epsilon_rdp") for r in rows if r.get("run_epsilon_rdp")]
+        if by.get("clipping only") and by.get("non-private"):
+            d = paired(by["clipping only"], by["non-private"])
+            print(f"- {LABEL[m]}: " + stats.format_difference("clipping only", "non-private", d))
+        if by.get("clipping only") and eps:
+            d = paired(by[f"epsilon {eps[-1]:g}"], by["clipping only"])
+            print(f"- {LABEL[m]}: " + stats.format_difference(f"epsilon {eps[-1]:g}", "clipping only", d))
+    run_eps = [r.get("run_epsilon_rdp") for r in rows if r.get("run_epsilon_rdp") and r.get("target_epsilon")]
     if run_eps:
         print(f"- epsilon of the simulated runs themselves (RDP): {min(run_eps):.3g} to {max(run_eps):.3g}")
     if args.plot:
@@ -200,18 +239,23 @@ def plot_curves(rows: list[dict], x_of, xlabel: str, path: str, logx: bool = Fal
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for i, (model, members) in enumerate(sorted(grouped(rows, lambda r: r["model"]).items())):
-        xs, mean, lo, hi = [], [], [], []
+        xs, mean, lo, hi, few = [], [], [], [], []
         for x, ms in sorted(grouped(members, x_of).items()):
             st = stats.t_interval([m[HEADLINE] for m in ms])
             half = st["ci_half_width"] or 0.0
             xs.append(x), mean.append(st["mean"]), lo.append(st["mean"] - half), hi.append(st["mean"] + half)
+            few.append(len(ms) < 3)
         line, = ax.plot(xs, mean, marker="o", label=LABEL[model])
         ax.fill_between(xs, lo, hi, alpha=0.2, color=line.get_color())
-        refs = [r[HEADLINE] for r in (references or []) if r["model"] == model]
-        if refs:
-            st = stats.t_interval(refs)
-            ax.axhline(st["mean"], color=line.get_color(), linestyle="--",
-                       label=f"{LABEL[model]}, non-private")
+        # Points with fewer than 3 seeds (a sweep not finished) are drawn hollow.
+        ax.plot([x for x, f in zip(xs, few) if f], [m for m, f in zip(mean, few) if f], "o",
+                markerfacecolor="white", color=line.get_color())
+        for kind, style in (("non-private", "--"), ("clipping only", "-.")):
+            refs = [r[HEADLINE] for r in (references or [])
+                    if r["model"] == model and frontier_point(r) == kind]
+            if refs:
+                ax.axhline(stats.t_interval(refs)["mean"], color=line.get_color(), linestyle=style,
+                           label=f"{LABEL[model]}, {kind}")
     base = [r.get("baseline_constant_word_top1") for r in rows if r.get("baseline_constant_word_top1")]
     if base:
         ax.axhline(base[0], color="grey", linestyle=":", label="best constant word")
@@ -219,6 +263,7 @@ def plot_curves(rows: list[dict], x_of, xlabel: str, path: str, logx: bool = Fal
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("word top-1 (smoothed), mean and 95% CI")
+    ax.set_title("hollow: fewer than 3 seeds finished", fontsize=8, loc="right")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
