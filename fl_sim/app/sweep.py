@@ -409,6 +409,12 @@ def audit_plot(rows: list[dict], out: Path, title: str = "") -> Path:
                    [max(0.0, (r.get("epsilon_emp_ci_high") or e) - e) for e, r in zip(emp, pts)]]
         ax.errorbar(zs, emp, yerr=err, marker="o", capsize=3, color=colors[m],
                     label=f"{m}: epsilon_emp (canary audit)")
+        from fl_sim.privacy.empirical import EPSILON_CAP
+
+        for z, e in zip(zs, emp):
+            if e >= EPSILON_CAP:  # the estimator's cap: the true estimate is at least this
+                ax.annotate(">= cap", (z, e), textcoords="offset points", xytext=(6, -12),
+                            fontsize=8, color=colors[m])
         acc = [(r["noise_multiplier"], r["epsilon_rdp"]) for r in pts
                if r.get("epsilon_rdp") is not None and math.isfinite(r["epsilon_rdp"])]
         if acc:

@@ -136,6 +136,9 @@ def audit(canaries: CanaryClients, initial: Sequence[np.ndarray], final: Sequenc
         "diagnostic_not_guarantee": True,
     }
     norm = float(np.linalg.norm(change))
+    if not math.isfinite(norm):
+        return {**out, "epsilon_emp": None,
+                "reason": "the final model change is not finite (the run diverged)"}
     if not norm > 0:
         return {**out, "epsilon_emp": None,
                 "reason": "the final model equals the initial one: no cosine is defined"}

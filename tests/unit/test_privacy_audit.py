@@ -175,3 +175,12 @@ def test_audit_of_a_stack_that_inserted_no_canaries_is_refused():
     report, fields = audit_run(cfg, w, [np.ones(5)], {**final, "audit_inserted_by": "DPFedAvg"},
                                population=100)
     assert report["epsilon_emp"] is not None and fields["audit_canaries"] == 10
+
+
+def test_audit_without_a_defined_cosine_says_why():
+    can = CanaryClients(5, seed=0, sampling_probability=0.5, shapes=[(4,)])
+    same = audit(can, [np.zeros(4)], [np.zeros(4)], delta=1e-5, rounds=1, accounted={"rdp": 1.0})
+    assert same["epsilon_emp"] is None and "equals the initial" in same["reason"]
+    bad = audit(can, [np.zeros(4)], [np.array([np.inf, 0, 0, 0])], delta=1e-5, rounds=1,
+                accounted={"rdp": 1.0})
+    assert bad["epsilon_emp"] is None and "not finite" in bad["reason"]
