@@ -277,13 +277,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("table", choices=["lr", "pair", "optimizer", "frontier"])
     ap.add_argument("sweep_dirs", nargs="+")
     ap.add_argument("--plot", help="write the plot here (PNG)")
+    ap.add_argument("--rows", help="also write the per-seed rows behind the table here (CSV)")
     args = ap.parse_args(argv)
     for d in args.sweep_dirs:
         if not (Path(d) / "sweep.json").exists():
             print(f"error: {d}: not a sweep directory (no sweep.json)", file=sys.stderr)
             return 2
     {"lr": cmd_lr, "pair": cmd_pair, "optimizer": cmd_optimizer, "frontier": cmd_frontier}[args.table](args)
+    if args.rows:
+        write_rows([r for d in args.sweep_dirs for r in load_points(Path(d))], args.rows)
     return 0
+
+
+def write_rows(rows: list[dict], path: str) -> None:
+    import csv
+
+    fields = ["name", "model", "seed", "client_optimizer", "client_lr", "target_epsilon",
+              "noise_multiplier", *[c for c, _, _ in COLUMNS], "rounds_completed"]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "client_optimizer": optimizer_of(r), "client_lr": lr_of(r)})
 
 
 if __name__ == "__main__":
