@@ -102,6 +102,16 @@ def _check_extra(extra: dict, rnd: int) -> None:
         if sum(int(c) for _, c in segments) > rnd or not all(
                 math.isfinite(float(z)) and float(z) >= 0 for z, _ in segments):
             raise ValueError(f"privacy ledger {segments!r:.200} does not fit round {rnd}")
+    if "dp_ftrl" in strategy:
+        from fl_sim.privacy.tree_accountant import TreeLedger
+
+        ftrl = strategy["dp_ftrl"]
+        # The tree's key and index decide which noise later rounds add: a damaged one
+        # would draw fresh noise for nodes already released.
+        charged = TreeLedger.from_dict(ftrl["ledger"]).rounds
+        if charged > rnd or not isinstance(ftrl.get("tree"), int) or (
+                ftrl.get("secret") is not None and not str(ftrl["secret"]).isdigit()):
+            raise ValueError(f"DP-FTRL state {ftrl!r:.200} does not fit round {rnd}")
     clip = strategy.get("dp_aggregator", {}).get("clip_norm")
     if clip is not None and not (math.isfinite(float(clip)) and float(clip) > 0):
         raise ValueError(f"DP clip norm {clip!r}")

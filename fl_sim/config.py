@@ -169,9 +169,16 @@ class DeploymentConfig:
 
 @dataclass(frozen=True)
 class PrivacyConfig:
-    """User-level DP-FedAvg (McMahan et al. 2018; Andrew et al. 2021)."""
+    """User-level DP-FedAvg (McMahan et al. 2018; Andrew et al. 2021) or DP-FTRL with tree
+    aggregation (Kairouz et al. 2021)."""
 
     enabled: bool = _f(False)
+    mechanism: str = _f("dp_fedavg", choices=("dp_fedavg", "dp_ftrl"),
+                        doc="dp_fedavg: Gaussian noise on each round's sum; dp_ftrl: tree-aggregation "
+                            "noise on the prefix sums and an FTRL server step (strategies/dp_ftrl.py)")
+    tree_restart_rounds: int = _f(0, lo=0, doc="dp_ftrl: a new tree every R rounds; every client takes "
+                                               "part at most once per tree (0 = floor(population / "
+                                               "clients_per_round): one pass over the clients per tree)")
     noise_multiplier: float = _f(1.0, lo=0.0, doc="z: noise std = z * clip_norm on the sum")
     clip_norm: float = _f(0.1, lo=0.0, lo_open=True, doc="C (the initial C when adaptive)")
     adaptive_clipping: bool = _f(False, doc="geometric clip update toward target_quantile")
@@ -459,11 +466,35 @@ def _check_cross_fields(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(
             f"{where}: audit.canaries = {cfg.audit.canaries}: expected privacy.enabled = true (the "
             "canaries are inserted into DP-FedAvg's clipped sum, scaled to its clip norm)")
+    if p.enabled and p.mechanism == "dp_ftrl":
+        _check_dp_ftrl(cfg, where)
     m = cfg.model
     if m.kind in ("transformer", "si_transformer") and m.hidden_dim % m.num_heads:
         raise ConfigError(
             f"{where}: model.num_heads = {m.num_heads}: expected a divisor of "
             f"model.hidden_dim ({m.hidden_dim})")
+
+
+def _check_dp_ftrl(cfg: ExperimentConfig, where: str) -> None:
+    """What DP-FTRL (strategies/dp_ftrl.py) cannot do, named by the key that asks for it."""
+    p, why = cfg.privacy, None
+    if p.accountant == "pld":
+        why = ("privacy.accountant = 'pld': dp-accounting 0.6's PLD accountant does not support "
+               "the tree-aggregation event; expected 'rdp'")
+    elif p.sampling != "fixed":
+        why = (f"privacy.sampling = {p.sampling!r}: DP-FTRL draws fixed-size cohorts, each client "
+               "at most once per tree (no amplification by sampling); expected 'fixed'")
+    elif p.adaptive_clipping:
+        why = ("privacy.adaptive_clipping = true: the noisy clipped count is not tree-aggregated "
+               "or accounted here; expected false")
+    elif p.noise_cohort_size or p.accounting_population:
+        why = ("privacy.noise_cohort_size / privacy.accounting_population: deployment-scale "
+               "accounting is DP-FedAvg's only; expected 0")
+    elif cfg.server.optimizer != "sgd":
+        why = (f"server.optimizer = {cfg.server.optimizer!r}: the FTRL step replaces the server "
+               "optimizer (server.lr and server.momentum set it); expected 'sgd'")
+    if why:
+        raise ConfigError(f"{where}: privacy.mechanism = 'dp_ftrl' with {why}")
 
 
 def check_population(cfg: ExperimentConfig, population: int) -> ExperimentConfig:

@@ -129,6 +129,7 @@ class DPFedAvg(StrategyWrapper):
         # which no aggregation did (it would measure directions that never reached the model).
         audit = {"audit_inserted_by": type(self).__name__} if self.audit_canaries else {}
         return {**self.inner.final_report(), "noise_multiplier": self.z, **metrics, **audit,
+                "mechanism": "dp_fedavg", "neighboring_relation": facts["neighboring_relation"],
                 "noise_source": "seed" if self.reproducible else "os-entropy",
                 "privacy": {**facts, "reproducible_noise": self.reproducible},
                 "privacy_statement": text}

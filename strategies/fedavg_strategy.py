@@ -57,9 +57,12 @@ class FedAvgDelta(Strategy):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         self.current = arrays.to_numpy_ndarrays()
-        cohort = sample_clients(self.client_ids, self.cfg.server.clients_per_round,
-                                self.cfg.experiment.seed, server_round, self.aggregation.sampling,
-                                None if self.aggregation.reproducible else np.random.default_rng())
+        if self.aggregation.cohort is not None:
+            cohort = self.aggregation.cohort(server_round)
+        else:
+            cohort = sample_clients(self.client_ids, self.cfg.server.clients_per_round,
+                                    self.cfg.experiment.seed, server_round, self.aggregation.sampling,
+                                    None if self.aggregation.reproducible else np.random.default_rng())
         self.last_cohort = cohort
         plan = split_over_nodes(cohort, list(grid.get_node_ids()), self.node_partitions,
                                 self.client_partitions, self.client_cost)
@@ -122,7 +125,8 @@ class FedAvgDelta(Strategy):
             return None, metrics
         mean_delta, report = self.aggregation.step(server_round, accepted, self.current)
         metrics.update(report)
-        new = self.optimizer.step(self.current, mean_delta)
+        new = (mean_delta if self.aggregation.sets_weights
+               else self.optimizer.step(self.current, mean_delta))
         n = float(sum(m["num_examples"] for _, _, m in accepted))
         if n:
             metrics["train_loss"] = float(sum(m["train_loss"] * m["num_examples"]
@@ -167,7 +171,7 @@ class FedAvgDelta(Strategy):
             raise ValueError(
                 f"{aggregation.owner} cannot replace the aggregation step of {own}: "
                 f"{self.aggregation.owner} already did, and only one wrapper may")
-        if aggregation.sampling not in ("fixed", "poisson"):
+        if aggregation.sampling not in ("fixed", "poisson") and aggregation.cohort is None:
             raise ValueError(f"{aggregation.owner}: unknown sampling scheme {aggregation.sampling!r}")
         self.aggregation = aggregation
 

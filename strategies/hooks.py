@@ -51,6 +51,12 @@ class Aggregation:
     reproducible : bool
         Draw the cohort from ``(seed, "cohort", round)``. False: from OS entropy, so the
         seed in manifest.json does not tell who was sampled (DP with secret randomness).
+    cohort : callable, optional
+        Server round -> the round's cohort, replacing ``sampling`` (DP-FTRL: at most once
+        per tree, so the cohort depends on the earlier rounds of the tree).
+    sets_weights : bool
+        The step returns the new global weights, not a mean delta: the server optimizer is
+        not applied (DP-FTRL's step is FTRL on the noisy prefix sum).
     """
 
     step: AggregationStep
@@ -58,6 +64,8 @@ class Aggregation:
     sampling: str = "fixed"
     release_every_round: bool = False
     reproducible: bool = True
+    cohort: Callable[[int], list[str]] | None = None
+    sets_weights: bool = False
 
 
 def missing_hooks(strategy: object) -> list[str]:

@@ -565,7 +565,7 @@ def summary_table(summary: dict, *, one_of_seeds: bool = False) -> str:
             "acc. no OOV/EOS | accuracy | perplexity |")
     if private:
         scope = f" for {'; '.join(deploy)}" if deploy else ""
-        head += f" z | epsilon (RDP){scope} | epsilon (PLD){scope} | delta |"
+        head += f" z | epsilon (RDP){scope} | epsilon (PLD){scope} | delta | neighbouring relation |"
         if deploy:
             head += " epsilon of the simulated run itself (RDP) | its delta |"
     audited = any("epsilon_emp" in f for f in summary["models"].values())
@@ -586,7 +586,8 @@ def summary_table(summary: dict, *, one_of_seeds: bool = False) -> str:
                 f"{f['eval_accuracy']:.4f} | {f['eval_perplexity']:.1f} |")
         if private:
             line += (f" {g(f.get('noise_multiplier'))} | {g(f.get('epsilon_rdp'))} | "
-                     f"{g(f.get('epsilon_pld'))} | {g(f.get('delta'), '.2g')} |")
+                     f"{g(f.get('epsilon_pld'))} | {g(f.get('delta'), '.2g')} | "
+                     f"{f.get('neighboring_relation') or '-'} |")
             if deploy:
                 line += f" {g(f.get('run_epsilon_rdp'))} | {g(f.get('run_delta'), '.2g')} |"
         if audited:

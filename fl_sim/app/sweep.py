@@ -251,6 +251,9 @@ def collect(sweep: Sweep, sweep_dir: Path) -> list[dict]:
             "target_epsilon": point.target_epsilon,
             "epsilon_rdp": final.get("epsilon_rdp"), "epsilon_pld": final.get("epsilon_pld"),
             "delta": final.get("delta"),
+            # Epsilons of different mechanisms are about different neighbouring relations.
+            "mechanism": final.get("mechanism"),
+            "neighboring_relation": final.get("neighboring_relation"),
             # Deployment-scale accounting: what epsilon is for, and the run's own epsilon.
             "epsilon_for": final.get("epsilon_for"), "run_epsilon_rdp": final.get("run_epsilon_rdp"),
             "run_delta": final.get("run_delta"), "rounds": final["rounds"],
@@ -275,7 +278,8 @@ def over_seeds(rows: list[dict]) -> list[dict]:
     The privacy columns are the same for every seed (same z, sampling and rounds)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        key = (r["model"], r.get("variant"), r["private"], r["noise_multiplier"], r["target_epsilon"])
+        key = (r["model"], r.get("variant"), r["private"], r.get("mechanism"),
+               r["noise_multiplier"], r["target_epsilon"])
         groups.setdefault(key, []).append(r)
     out = []
     for members in groups.values():
@@ -322,7 +326,7 @@ def frontier_table(rows: list[dict]) -> str:
     variants = any(r.get("variant") for r in rows)
     head = ("| model |" + (" variant |" if variants else "")
             + f" noise multiplier | epsilon (RDP){scope} | epsilon (PLD){scope} | delta | "
-            "word top-1 | word top-3 | accuracy | acc. no OOV/EOS | perplexity |")
+            "mechanism (neighbouring relation) | word top-1 | word top-3 | accuracy | acc. no OOV/EOS | perplexity |")
     if deploy:
         head += " epsilon of the simulated run itself (RDP) | its delta |"
     audited = any(r.get("epsilon_emp") is not None for r in rows)
@@ -346,7 +350,7 @@ def frontier_table(rows: list[dict]) -> str:
         eps_r = "inf" if not r["private"] else f(r["epsilon_rdp"], ".3g")
         eps_p = "inf" if not r["private"] else f(r["epsilon_pld"], ".3g")
         line = (f"| {r['model']} |" + (f" {r.get('variant') or '-'} |" if variants else "")
-                + f" {z} | {eps_r} | {eps_p} | {f(r['delta'], '.2g')} | "
+                + f" {z} | {eps_r} | {eps_p} | {f(r['delta'], '.2g')} | {relation(r)} | "
                 f"{pm(r, 'word_top1', '.4f')} | {pm(r, 'word_top3', '.4f')} | {pm(r, 'accuracy', '.4f')} | {pm(r, 'accuracy_no_oov_eos', '.4f')} | "
                 f"{pm(r, 'perplexity', '.1f')} |")
         if deploy:
@@ -430,6 +434,15 @@ def audit_plot(rows: list[dict], out: Path, title: str = "") -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def relation(row: dict) -> str:
+    """``dp_ftrl (REPLACE_SPECIAL)``: which mechanism, and the relation its epsilon is for."""
+    if not row.get("private"):
+        return "-"
+    mech = row.get("mechanism") or "dp_fedavg"
+    rel = row.get("neighboring_relation")
+    return f"{mech} ({rel})" if rel else mech
 
 
 def deployments(rows: list[dict]) -> list[str]:

@@ -68,6 +68,29 @@ def calibrate_noise(target_epsilon: float, delta: float | None, rounds: int,
     def eps(z: float) -> float:
         return ledger.epsilon_if_next_round(z, accountant, rounds=rounds)
 
+    return smallest_noise(eps, target_epsilon, z_tol)
+
+
+def calibrate_tree_noise(target_epsilon: float, delta: float | None, rounds: int,
+                         restart_rounds: int, population: int, z_tol: float = Z_TOL) -> float:
+    """Smallest DP-FTRL node noise multiplier with ``epsilon <= target_epsilon`` after
+    ``rounds`` rounds, the tree restarted every ``restart_rounds`` (RDP accountant,
+    REPLACE_SPECIAL; fl_sim/privacy/tree_accountant.py). ``population`` only sets the
+    default delta."""
+    from fl_sim.privacy.tree_accountant import TreeLedger, tree_epsilon
+
+    if not target_epsilon > 0:
+        raise ValueError(f"target_epsilon must be > 0, got {target_epsilon}")
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    d = TreeLedger(population, 1, restart_rounds, delta).delta
+    return smallest_noise(lambda z: tree_epsilon(z, rounds, restart_rounds, d),
+                          target_epsilon, z_tol)
+
+
+def smallest_noise(eps, target_epsilon: float, z_tol: float = Z_TOL) -> float:
+    """The smallest ``z`` with ``eps(z) <= target_epsilon`` (``eps`` decreasing in ``z``),
+    within ``z_tol`` and on the private side of the root."""
     # Explicit bracket [lo, hi] with eps(lo) > target >= eps(hi); z = 0 is never private.
     hi = 1.0
     while eps(hi) > target_epsilon:

@@ -33,6 +33,29 @@ def noise_paragraph(reproducible: bool) -> str:
         "not bit for bit.")
 
 
+def tree_noise_paragraph(reproducible: bool) -> str:
+    """DP-FTRL's version of :func:`noise_paragraph`: its node noise and cohorts are keyed
+    per tree (fl_sim/privacy/tree.py), and the tree's key must outlive a restart."""
+    if reproducible:
+        return (
+            "**Noise: reproducible (privacy.reproducible_noise = true).** Every tree node's "
+            "noise and every tree's order of clients were derived from the run seed "
+            "(fl_sim.seeding: (seed, 'dp-ftrl-noise', tree, level, node), (seed, "
+            "'dp-ftrl-cohort', tree)), and the seed is written in manifest.json and "
+            "config.resolved.toml. Anyone who holds the seed can recompute the noise and "
+            "subtract it from the released models, and knows who was sampled in every round: "
+            "against such a party this run has no differential privacy at all. The (ε, δ) "
+            "above holds only against parties who do not know the seed; this mode is for "
+            "simulation, not for a deployment whose run directory is shared.")
+    return (
+        "**Noise: secret (privacy.reproducible_noise = false).** Each tree's node noise and "
+        "order of clients came from a 128-bit key drawn from OS entropy when the tree "
+        "started (numpy.random.SeedSequence()), not from the seed in manifest.json. The key "
+        "is kept in memory and in checkpoints/ only (the server's private state, owner-only, "
+        "never released), because the noise of a node already released must not be drawn "
+        "again after a resume: a resumed run continues the same tree with the same noise.")
+
+
 def data_paragraph(vocab_source: str) -> str:
     """Where the vocabulary and the export's calibration text came from, and whose data the
     evaluation uses: loudly when the vocabulary is the training clients' raw counts."""
@@ -63,6 +86,9 @@ RELEASE_KEYS = frozenset({
     "type", "round", "model", "skipped", "noise_multiplier", "update_noise_multiplier",
     "noise_std", "mean_noise_std", "clip_norm", "next_clip_norm", "noisy_unclipped_fraction",
     "delta", "accountant",
+    # DP-FTRL's public mechanism parameters (strategies/dp_ftrl.py) and what epsilon is about
+    "mechanism", "neighboring_relation", "tree", "tree_step", "tree_restart_rounds",
+    "prefix_noise_std",
     # final row
     "rounds", "rounds_completed", "parameters", "baseline_accuracy",
     "baseline_accuracy_no_oov_eos", "baseline_word", "stopped_reason", "noise_source",
