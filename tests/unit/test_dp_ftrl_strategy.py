@@ -238,3 +238,23 @@ def test_default_mechanism_is_still_dp_fedavg():
     s = make_strategy("fedavg", cfg, [f"c{i}" for i in range(30)], "")
     assert type(s).__name__ == "DPFedAvg"
     assert isinstance(strategy(), DPFTRL)
+
+
+def test_without_noise_and_momentum_ftrl_steps_equal_dp_fedavg_steps():
+    """theta_k - theta_{k-1} = s_k / m: FTRL at z = 0, gamma = 0, eta = 1 makes DP-FedAvg's
+    move (clipped sum over the fixed denominator) on the same cohorts and updates."""
+    ftrl = strategy(noise_multiplier=0.0, clip_norm=0.8, tree_restart_rounds=2)
+    traj, cohorts = play(ftrl, 5)
+    fedavg = make_strategy("fedavg", from_dict({
+        "experiment": {"rounds": 8}, "server": {"clients_per_round": 3},
+        "privacy": {"enabled": True, "noise_multiplier": 0.0, "clip_norm": 0.8}}),
+        [f"c{i:02d}" for i in range(12)], "")
+    w = [np.full(sh, 0.5, np.float32) for sh in SHAPES]
+    for r, (cohort, want) in enumerate(zip(cohorts, traj), start=1):
+        fedavg.inner.current, fedavg.inner.last_cohort = w, cohort
+        w, _ = fedavg.inner.aggregate_results(
+            r, [(c, update(c, r), {"num_examples": 4, "train_loss": 1.0}) for c in cohort])
+        for a, b in zip(w, want):
+            # Two float32 roundings per round on different paths (anchor + prefix vs
+            # previous + mean): a few ulps of values ~1 over 5 rounds.
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -176,3 +176,24 @@ def test_non_private_reference_of_an_audited_sweep_has_no_canaries(tmp_path):
     ref, z0, _ = (sweep.point_config(p) for p in sweep.points)
     assert not ref.privacy.enabled and ref.audit.canaries == 0
     assert z0.privacy.enabled and z0.privacy.noise_multiplier == 0 and z0.audit.canaries == 10
+
+
+def test_dp_ftrl_frontier_and_its_twin_load_and_the_table_names_the_relation():
+    from strategies.dp_ftrl import restart_rounds
+
+    ftrl = load_sweep("experiments/sweeps/dp_ftrl_frontier.toml")
+    twin = load_sweep("experiments/sweeps/dp_fedavg_fixed_frontier.toml")
+    assert len(ftrl.points) == len(twin.points) == 2 * (1 + 4) * 3
+    a = ftrl.point_config(next(p for p in ftrl.points if p.target_epsilon == 4.0))
+    b = twin.point_config(next(p for p in twin.points if p.target_epsilon == 4.0))
+    assert (a.privacy.mechanism, b.privacy.mechanism) == ("dp_ftrl", "dp_fedavg")
+    # Only the mechanism differs between the twins (the experiment name aside)
+    assert a.replace(privacy=b.privacy, experiment=b.experiment) == b
+    assert restart_rounds(a.privacy, 1248, 50) == 24
+    rows = [{"model": "cifg", "private": True, "noise_multiplier": 0.8, "epsilon_rdp": 4.0,
+             "epsilon_pld": None, "delta": 1e-4, "mechanism": m, "neighboring_relation": rel,
+             "accuracy": 0.1, "accuracy_no_oov_eos": 0.05, "perplexity": 200.0}
+            for m, rel in (("dp_ftrl", "REPLACE_SPECIAL"), ("dp_fedavg", "REPLACE_ONE"))]
+    table = frontier_table(rows)
+    assert "mechanism (neighbouring relation)" in table.splitlines()[0]
+    assert "dp_ftrl (REPLACE_SPECIAL)" in table and "dp_fedavg (REPLACE_ONE)" in table
