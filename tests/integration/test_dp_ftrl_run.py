@@ -12,7 +12,9 @@ import dp_accounting
 import pytest
 from dp_accounting import NeighboringRelation
 
+from fl_sim.privacy.release import is_released
 from tests.integration.conftest import run_cli, run_dirs
+from tests.integration.test_dp_release import files, listed
 from tests.integration.test_dp_crash import assert_same_run, rows, run_killed
 import tests.integration.test_dp_crash as crash
 
@@ -57,6 +59,11 @@ def test_epsilon_tree_columns_and_statement(uninterrupted):
     diag = [json.loads(x) for x in (uninterrupted / "diagnostics.jsonl").read_text().splitlines()]
     assert all(d["non_private"] and "num_clipped" in d for d in diag if d["type"] == "round")
     assert not any("num_clipped" in r for r in rounds)
+    assert all(is_released(k) for r in rs for k in r)
+    # Every file of the run directory is in the statement's listing, none unclassified.
+    marks = listed(statement)
+    assert set(files(uninterrupted)) <= set(marks) and "unclassified" not in statement
+    assert marks["checkpoints/latest.json"] == "not covered"
 
 
 def test_killed_mid_round_in_the_second_tree_resumes_exactly(uninterrupted, tmp_path,
