@@ -487,9 +487,6 @@ def _check_dp_ftrl(cfg: ExperimentConfig, where: str) -> None:
     elif p.adaptive_clipping:
         why = ("privacy.adaptive_clipping = true: the noisy clipped count is not tree-aggregated "
                "or accounted here; expected false")
-    elif p.noise_cohort_size or p.accounting_population:
-        why = ("privacy.noise_cohort_size / privacy.accounting_population: deployment-scale "
-               "accounting is DP-FedAvg's only; expected 0")
     elif cfg.server.optimizer != "sgd":
         why = (f"server.optimizer = {cfg.server.optimizer!r}: the FTRL step replaces the server "
                "optimizer (server.lr and server.momentum set it); expected 'sgd'")

@@ -40,6 +40,7 @@ from flwr.serverapp.strategy import Strategy
 from fl_sim.config import ExperimentConfig
 from fl_sim.privacy.calibration import calibrate_tree_noise
 from fl_sim.privacy.clipping import clip_update
+from fl_sim.privacy.deployment import DeploymentScale
 from fl_sim.privacy.noise import clipped_sum
 from fl_sim.privacy.release import DIAGNOSTIC_EXAMPLES, data_paragraph, tree_noise_paragraph
 from fl_sim.privacy.tree import prefix_noise, tree_cohort
@@ -50,17 +51,27 @@ from strategies.wrapper import StrategyWrapper
 _ARRAYS = ("anchor", "sum", "v")
 
 
-def restart_rounds(privacy, population: int, cohort: int) -> int:
-    """``R``: ``privacy.tree_restart_rounds``, or one pass over the population (0)."""
+def restart_rounds(privacy, population: int, cohort: int,
+                   scale: DeploymentScale | None = None) -> int:
+    """``R``: ``privacy.tree_restart_rounds``, or (0) one pass over the population, or over
+    the stated deployment's if that is shorter (``floor(N' / m')``)."""
     if cohort > population:
         raise ValueError(f"server.clients_per_round = {cohort} exceeds the {population} training "
                          "clients; DP-FTRL draws each cohort from distinct clients")
-    r = int(privacy.tree_restart_rounds) or population // cohort
+    n2, m2 = ((scale.accounting_population, scale.noise_cohort) if scale is not None
+              else (population, cohort))
+    limit = min(population // cohort, n2 // m2)
+    r = int(privacy.tree_restart_rounds) or limit
     if r * cohort > population:
         raise ValueError(
             f"privacy.tree_restart_rounds = {r} with server.clients_per_round = {cohort} needs "
             f"{r * cohort} distinct clients per tree (each at most once per tree), more than the "
             f"{population} training clients; expected <= {population // cohort} (or 0)")
+    if r * m2 > n2:
+        raise ValueError(
+            f"privacy.tree_restart_rounds = {r} with privacy.noise_cohort_size = {m2} needs "
+            f"{r * m2} distinct clients of the stated deployment per tree, more than "
+            f"privacy.accounting_population = {n2}; expected <= {n2 // m2} (or 0)")
     return r
 
 
@@ -74,14 +85,22 @@ class DPFTRL(StrategyWrapper):
         self.client_ids = client_ids
         self.population = len(client_ids)
         self.m = cfg.server.clients_per_round
-        self.R = restart_rounds(p, self.population, self.m)
+        # Deployment-scale accounting (privacy.noise_cohort_size m', accounting_population
+        # N', as for DP-FedAvg: fl_sim/privacy/deployment.py): node noise std z C m / m', so
+        # z C / m' on the mean; epsilon for the deployment's tree (the same R; epsilon does
+        # not depend on N') and, in run_ledger, for the run itself at multiplier z m / m'.
+        restart_rounds(p, self.population, self.m)  # the run's own cohort first: clearer errors
+        self.scale = s = DeploymentScale.from_config(p, self.population, self.m)
+        self.R = restart_rounds(p, self.population, self.m, s)
         self.calibrated = p.target_epsilon > 0
         self.z = (calibrate_tree_noise(p.target_epsilon, p.delta or None, cfg.experiment.rounds,
-                                       self.R, self.population)
+                                       self.R, s.accounting_population)
                   if self.calibrated else float(p.noise_multiplier))
         self.clip = float(p.clip_norm)
         self.lr, self.momentum = float(cfg.server.lr), float(cfg.server.momentum)
-        self.ledger = TreeLedger(self.population, self.m, self.R, p.delta or None)
+        self.ledger = TreeLedger(s.accounting_population, s.noise_cohort, self.R, p.delta or None)
+        self.run_ledger = (TreeLedger(self.population, self.m, self.R, p.delta or None)
+                           if s.simulated else None)
         self.reproducible = p.reproducible_noise != "false"
         # The current tree: its index, key (secret mode) and arrays (None until its first round).
         self.tree = -1
@@ -135,14 +154,17 @@ class DPFTRL(StrategyWrapper):
             n_clipped += int(was)
         round_sum = clipped_sum(clipped, template=current)
         self.sum = [a + b for a, b in zip(self.sum, round_sum)]
-        noise_std = self.z * self.clip
+        noise_std = self.z * self.clip * self.scale.noise_scale
         noise = prefix_noise(noise_std, self._key(), tree, k, current)
         self.v = [self.momentum * v + s + n for v, s, n in zip(self.v, self.sum, noise)]
         scale = self.lr / self.m
         new = [(a.astype(np.float64) + scale * v).astype(a.dtype) for a, v in zip(self.anchor, self.v)]
         self.ledger.record_round(self.z)
+        if self.run_ledger is not None:
+            self.run_ledger.record_round(self.scale.run_noise_multiplier(self.z))
         prefix_std = noise_std * np.sqrt(bin(k).count("1"))
         return new, {"clip_norm": self.clip, "noise_multiplier": self.z, "noise_std": noise_std,
+                     "mean_noise_std": noise_std / self.m,
                      "prefix_noise_std": float(prefix_std), "tree": tree, "tree_step": k,
                      "num_clipped": n_clipped,
                      "fraction_clipped": n_clipped / len(accepted) if accepted else 0.0}
@@ -160,9 +182,33 @@ class DPFTRL(StrategyWrapper):
 
     def metrics(self) -> dict:
         eps = self.ledger.epsilons()
-        return {"epsilon_rdp": eps["rdp"], "epsilon_pld": None, "delta": eps["delta"],
-                "accountant": "rdp", "mechanism": "dp_ftrl",
-                "neighboring_relation": RELATION.name, "tree_restart_rounds": self.R}
+        out = {"epsilon_rdp": eps["rdp"], "epsilon_pld": None, "delta": eps["delta"],
+               "accountant": "rdp", "mechanism": "dp_ftrl",
+               "neighboring_relation": RELATION.name, "tree_restart_rounds": self.R}
+        if self.run_ledger is not None:
+            s, run = self.scale, self.run_ledger.epsilons()
+            out.update(epsilon_for=f"deployment N'={s.accounting_population:,}, m'={s.noise_cohort:,}",
+                       run_epsilon_rdp=run["rdp"], run_epsilon_pld=None, run_delta=run["delta"],
+                       run_noise_multiplier=s.run_noise_multiplier(self.z))
+        return out
+
+    def deployment_paragraph(self) -> str:
+        """The statement's warning that epsilon is for the stated deployment (or '')."""
+        if self.run_ledger is None:
+            return ""
+        s, run = self.scale, self.run_ledger.epsilons()
+        eps = "n/a" if run["rdp"] is None else f"{run['rdp']:.4g}"
+        return (
+            f"**Epsilon below is for a stated deployment, not for this simulation.** This run "
+            f"trained m = {s.cohort:,} of N = {s.population:,} clients per round but gave every "
+            f"tree node the noise a cohort of m' = {s.noise_cohort:,} would get (node std "
+            f"z·C·m/m', so z·C/m' on the mean update), and its (ε, δ) is accounted for "
+            f"{s.describe()}, each client at most once per tree of R = {self.R} rounds "
+            f"(privacy.noise_cohort_size, privacy.accounting_population). The simulated run "
+            f"itself, as executed on its N = {s.population:,} clients, has node noise multiplier "
+            f"z·m/m' = {s.run_noise_multiplier(self.z):.4g} and satisfies only ε = {eps} (RDP, "
+            f"REPLACE_SPECIAL) at δ = {run['delta']:.3g}: that is the guarantee for the clients "
+            f"whose data this run used.")
 
     def round_metrics(self, server_round: int) -> dict:
         return {**self.inner.round_metrics(server_round), **self.metrics()}
@@ -178,8 +224,13 @@ class DPFTRL(StrategyWrapper):
         text += ("\n\n**Diagnostics: not covered.** Exact per-round statistics (" +
                  ", ".join(DIAGNOSTIC_EXAMPLES) + ") are written only to diagnostics.jsonl, "
                  "marked non_private, never to metrics.jsonl or TensorBoard.")
+        deploy = self.deployment_paragraph()
+        if deploy:
+            text = deploy + "\n\n" + text
         metrics = self.metrics()
         metrics.pop("accountant")
+        facts["deployment"] = (None if self.run_ledger is None else
+                               {k: v for k, v in metrics.items() if k.startswith(("run_", "epsilon_for"))})
         return {**self.inner.final_report(), "noise_multiplier": self.z, **metrics,
                 "noise_source": "seed" if self.reproducible else "os-entropy",
                 "privacy": {**facts, "reproducible_noise": self.reproducible},
@@ -203,6 +254,7 @@ class DPFTRL(StrategyWrapper):
     def extra_state(self) -> dict:
         return {**self.inner.extra_state(), "dp_ftrl": {
             "ledger": self.ledger.to_dict(), "noise_multiplier": self.z, "tree": self.tree,
+            "run_ledger": None if self.run_ledger is None else self.run_ledger.to_dict(),
             "restart_rounds": self.R,
             "secret": None if self.secret is None else str(self.secret)}}
 
@@ -215,5 +267,7 @@ class DPFTRL(StrategyWrapper):
             raise ValueError(f"checkpoint's tree restarts every {d['restart_rounds']} rounds, "
                              f"this run every {self.R}")
         self.ledger = TreeLedger.from_dict(d["ledger"])
+        if self.run_ledger is not None and d.get("run_ledger"):
+            self.run_ledger = TreeLedger.from_dict(d["run_ledger"])
         self.tree = int(d["tree"])
         self.secret = None if d["secret"] is None else int(d["secret"])

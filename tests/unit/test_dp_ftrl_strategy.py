@@ -215,7 +215,6 @@ def test_target_epsilon_and_budget():
     ({"accountant": "pld"}, "privacy.accountant = 'pld'"),
     ({"sampling": "poisson"}, "privacy.sampling = 'poisson'"),
     ({"adaptive_clipping": True}, "privacy.adaptive_clipping"),
-    ({"noise_cohort_size": 100}, "privacy.noise_cohort_size"),
 ])
 def test_refused_settings_are_config_errors(extra, needle):
     with pytest.raises(ConfigError, match="privacy.mechanism = 'dp_ftrl'") as e:
@@ -258,3 +257,47 @@ def test_without_noise_and_momentum_ftrl_steps_equal_dp_fedavg_steps():
             # Two float32 roundings per round on different paths (anchor + prefix vs
             # previous + mean): a few ulps of values ~1 over 5 rounds.
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_deployment_scale_noise_and_both_epsilons():
+    """noise_cohort_size m' = 30, accounting_population N' = 3000 for a run of m = 3 of 12:
+    node noise std z C m / m'; epsilon for the deployment at z (delta 1/N'^1.1), the run's
+    own at z m / m' (delta 1/N^1.1); R = min(12 // 3, 3000 // 30) = 4."""
+    kw = dict(population=12, rounds=6, noise_multiplier=2.0, clip_norm=0.8,
+              noise_cohort_size=30, accounting_population=3000, server={"lr": 0.5})
+    s = strategy(**kw)
+    assert s.R == 4
+    zero = [np.zeros(sh, np.float32) for sh in SHAPES]
+    w = zero
+    for r in range(1, 7):
+        s.inner.current = w
+        s.inner.last_cohort = s._cohort(r)
+        w, m = s.inner.aggregate_results(r, [(c, zero, {"num_examples": 1, "train_loss": 0.0})
+                                             for c in s.inner.last_cohort])
+        assert m["noise_std"] == pytest.approx(2.0 * 0.8 * 3 / 30, rel=1e-15)
+    # Round 6 is step 2 of tree 1, which started from round 4's model: the released model
+    # is that anchor plus (lr/m) times the momentum-free prefix noise, recomputed here.
+    from fl_sim.privacy.tree import prefix_noise
+    anchor = s.anchor
+    want = [a.astype(np.float64) + 0.5 / 3 * n
+            for a, n in zip(anchor, prefix_noise(2.0 * 0.8 * 3 / 30, 0, 1, 2, zero))]
+    for g, e in zip(w, want):
+        np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-7)  # float32 weights
+    got = s.round_metrics(6)
+    assert got["epsilon_rdp"] == pytest.approx(tree_epsilon(2.0, 6, 4, 3000 ** -1.1), rel=1e-12)
+    assert got["run_epsilon_rdp"] == pytest.approx(tree_epsilon(0.2, 6, 4, 12 ** -1.1), rel=1e-12)
+    assert got["run_noise_multiplier"] == pytest.approx(0.2)
+    assert got["epsilon_for"] == "deployment N'=3,000, m'=30"
+    report = s.final_report()
+    assert report["privacy_statement"].startswith("**Epsilon below is for a stated deployment")
+    # The run's own ledger survives a checkpoint too
+    fresh = strategy(**kw)
+    fresh.load_extra_state(s.extra_state())
+    assert fresh.round_metrics(6) == got
+    # Calibration is for the deployment
+    cal = strategy(population=12, rounds=6, target_epsilon=3.0, noise_cohort_size=30,
+                   accounting_population=3000)
+    assert tree_epsilon(cal.z, 6, 4, 3000 ** -1.1) <= 3.0
+    with pytest.raises(ValueError, match="distinct clients of the stated deployment"):
+        strategy(population=12, tree_restart_rounds=4, noise_cohort_size=30,
+                 accounting_population=100)

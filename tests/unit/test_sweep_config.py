@@ -179,17 +179,20 @@ def test_non_private_reference_of_an_audited_sweep_has_no_canaries(tmp_path):
 
 
 def test_dp_ftrl_frontier_and_its_twin_load_and_the_table_names_the_relation():
+    from fl_sim.privacy.deployment import DeploymentScale
     from strategies.dp_ftrl import restart_rounds
 
     ftrl = load_sweep("experiments/sweeps/dp_ftrl_frontier.toml")
     twin = load_sweep("experiments/sweeps/dp_fedavg_fixed_frontier.toml")
-    assert len(ftrl.points) == len(twin.points) == 2 * (1 + 4) * 3
+    assert len(ftrl.points) == len(twin.points) == 2 * (1 + 5) * 3
     a = ftrl.point_config(next(p for p in ftrl.points if p.target_epsilon == 4.0))
     b = twin.point_config(next(p for p in twin.points if p.target_epsilon == 4.0))
     assert (a.privacy.mechanism, b.privacy.mechanism) == ("dp_ftrl", "dp_fedavg")
     # Only the mechanism differs between the twins (the experiment name aside)
     assert a.replace(privacy=b.privacy, experiment=b.experiment) == b
-    assert restart_rounds(a.privacy, 1248, 50) == 24
+    # The demo's 1,080 training clients, 8 per round: one tree of 135 >= 40 rounds
+    scale = DeploymentScale.from_config(a.privacy, 1080, 8)
+    assert restart_rounds(a.privacy, 1080, 8, scale) == 135 >= a.experiment.rounds == 40
     rows = [{"model": "cifg", "private": True, "noise_multiplier": 0.8, "epsilon_rdp": 4.0,
              "epsilon_pld": None, "delta": 1e-4, "mechanism": m, "neighboring_relation": rel,
              "accuracy": 0.1, "accuracy_no_oov_eos": 0.05, "perplexity": 200.0}
