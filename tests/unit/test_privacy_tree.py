@@ -41,9 +41,10 @@ def test_prefix_noise_variance_and_covariance_on_every_prefix():
 
     200 keys x 500 coordinates = 100,000 independent draws per prefix. Each variance is
     checked with the exact chi-square interval of (n-1) s^2 / sigma_k^2 at two-sided level
-    1e-6, each covariance (as a correlation, Fisher z) at 1e-6 too: with 16 + 15 tests the
-    family-wise false-failure rate is below 3.1e-5 (Bonferroni), on any machine (the draws
-    are seeded, so a given build either always passes or always fails).
+    1e-6, each mean (z test) and each covariance (as a correlation, Fisher z) at 1e-6 too:
+    with 16 + 16 + 15 tests the family-wise false-failure rate is below 4.7e-5
+    (Bonferroni), on any machine (the draws are seeded, so a given build either always
+    passes or always fails).
     """
     sigma, K, keys, coords = 0.7, 16, 200, 500
     draws = np.stack([np.stack([prefix_noise(sigma, key, 3, k, [np.zeros(coords)])[0]
