@@ -490,6 +490,9 @@ def _check_dp_ftrl(cfg: ExperimentConfig, where: str) -> None:
     elif cfg.server.optimizer != "sgd":
         why = (f"server.optimizer = {cfg.server.optimizer!r}: the FTRL step replaces the server "
                "optimizer (server.lr and server.momentum set it); expected 'sgd'")
+    elif cfg.audit.canaries:
+        why = (f"audit.canaries = {cfg.audit.canaries}: the canary audit inserts its canaries "
+               "into DP-FedAvg's clipped sum only; expected 0")
     if why:
         raise ConfigError(f"{where}: privacy.mechanism = 'dp_ftrl' with {why}")
 

@@ -220,6 +220,8 @@ def test_refused_settings_are_config_errors(extra, needle):
     with pytest.raises(ConfigError, match="privacy.mechanism = 'dp_ftrl'") as e:
         config(**extra)
     assert needle in str(e.value)
+    with pytest.raises(ConfigError, match="audit.canaries = 5"):
+        from_dict({"privacy": {"enabled": True, "mechanism": "dp_ftrl"}, "audit": {"canaries": 5}})
     with pytest.raises(ConfigError, match="server.optimizer = 'adam'"):
         config(server={"optimizer": "adam"})
 
