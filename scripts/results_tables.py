@@ -186,6 +186,15 @@ def epsilon_of(r: dict) -> float:
     return float("inf") if r.get("target_epsilon") is None else float(r["target_epsilon"])
 
 
+def relation_of(r: dict) -> str:
+    """Which mechanism and neighbouring relation a point's epsilon is about (DP-FTRL's
+    REPLACE_SPECIAL is not DP-FedAvg's relation: equal epsilons are different statements)."""
+    if r.get("target_epsilon") is None and not r.get("noise_multiplier"):
+        return "non-private"
+    rel = r.get("neighboring_relation") or (r.get("privacy") or {}).get("neighboring_relation")
+    return f"{r.get('mechanism') or 'dp_fedavg'} ({rel or '?'})"
+
+
 def frontier_point(r: dict) -> str:
     """'non-private', 'clipping only' (a fixed, negligible z) or 'epsilon X'."""
     if r.get("target_epsilon") is not None:
@@ -195,7 +204,8 @@ def frontier_point(r: dict) -> str:
 
 def cmd_frontier(args) -> None:
     rows = [r for d in args.sweep_dirs for r in load_points(Path(d))]
-    print(table(rows, [("model", lambda r: r["model"]), ("target epsilon", epsilon_of),
+    print(table(rows, [("model", lambda r: r["model"]), ("mechanism (relation)", relation_of),
+                       ("target epsilon", epsilon_of),
                        ("noise multiplier z", lambda r: r.get("noise_multiplier") or 0.0)]))
     print("\n(target epsilon inf with z > 0: the clipping-only reference, no privacy; with z = 0: "
           "non-private, no clipping)")
