@@ -42,7 +42,7 @@ def test_run_writes_the_results_layout(reference):
     assert list((run_dir / "checkpoints").glob("round-*.npz"))
     assert list((run_dir / "tensorboard").iterdir())
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["seed"] == 0 and manifest["packages"]["flwr"] == "1.41.0"
+    assert manifest["seed"] == 0 and manifest["packages"]["flwr"] == "1.42.0"
     assert "round   3/3" in proc.stdout and str(run_dir) in proc.stdout
 
 
