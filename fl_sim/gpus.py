@@ -6,7 +6,8 @@ it, so a second Ray worker placed on the same GPU (``simulation.gpus_per_worker`
 fails to allocate. Memory growth must be switched on before TensorFlow initialises the
 GPUs, i.e. before the process runs its first op: the ClientApp worker and the ServerApp
 call this first thing. Flower's own switch for it (RayBackend's ``actor.tensorflow``) is
-never read in Flower 1.41, so it is done here.
+never read in Flower 1.41 or 1.42 (``_validate_actor_arguments`` looks it up in the empty
+dict it is building), so it is done here.
 
 A Ray worker that reserved no GPU (``gpus_per_worker = 0``) trains on the CPU: Ray hides
 the GPUs from it only when ``RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO`` is unset (fl-sim sets it

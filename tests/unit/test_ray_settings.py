@@ -93,3 +93,13 @@ def test_memory_growth_leaves_tensorflow_uninitialised_on_a_cpu_machine():
     assert proc.returncode == 0, proc.stderr
     n, visible = map(int, proc.stdout.split())
     assert n == visible  # every visible GPU (none on a CPU machine) was given memory growth
+
+
+def test_flowers_actor_tensorflow_switch_is_still_ignored():
+    """Why fl_sim/gpus.py switches memory growth on itself: RayBackend never reads
+    ``actor.tensorflow`` (flwr 1.41 and 1.42). When this fails, Flower applies it: the
+    workaround (and docs/deployment.md, "GPUs") can then go."""
+    from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
+
+    actor_args = RayBackend._validate_actor_arguments(None, {"actor": {"tensorflow": True}})
+    assert "on_actor_init_fn" not in actor_args
