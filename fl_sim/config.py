@@ -229,10 +229,11 @@ class AuditConfig:
 class TrackingConfig:
     """Optional experiment tracking (fl_sim/tracking.py); the run directory is always written."""
 
-    backend: str = _f("none", choices=("none", "mlflow"),
-                      doc="mlflow needs the extra: pip install 'fl-sim[mlflow]'")
-    uri: str = _f("", doc="MLflow tracking URI ('' = sqlite file mlflow.db in experiment.output_dir)")
-    project: str = _f("", doc="MLflow experiment name ('' = experiment.name)")
+    backend: str = _f("none", choices=("none", "mlflow", "wandb"),
+                      doc="needs its extra: pip install 'fl-sim[mlflow]' or 'fl-sim[wandb]'")
+    uri: str = _f("", doc="MLflow tracking URI ('' = sqlite file mlflow.db in experiment.output_dir); "
+                      "W&B server URL ('' = offline, in the run directory's wandb/)")
+    project: str = _f("", doc="MLflow experiment / W&B project name ('' = experiment.name)")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Optional experiment tracking: the run directory, mirrored to MLflow (``[tracking]``).
+"""Optional experiment tracking: the run directory, mirrored to MLflow or W&B (``[tracking]``).
 
 Off by default (``tracking.backend = "none"``). With ``backend = "mlflow"`` (the extra
 ``pip install 'fl-sim[mlflow]'``: mlflow-skinny, without pandas, pyarrow, scikit-learn or
@@ -17,11 +17,25 @@ file store is legacy), with artifacts beside it in ``mlartifacts/``. Browse it w
 MLflow run (the id is kept in ``tracking.json`` in the run directory); a round that was
 logged but not checkpointed when the run stopped is logged again, with the same values,
 since a resume replays it exactly.
+
+With ``backend = "wandb"`` (the extra ``pip install 'fl-sim[wandb]'``) every model run
+becomes one W&B run with the same content: the resolved config as the run config (nested
+by section), the round rows with ``step`` = round, ``final/<field>`` in the run summary
+and the run's files as one artifact of type ``fl-sim-run``. W&B runs offline unless
+``tracking.uri`` names a W&B server (``https://api.wandb.ai`` or a self-hosted one; the
+API key comes from W&B's own login). W&B's files go in the run directory, under
+``wandb/`` (offline: ``wandb/offline-run-*``, uploaded later, if at all, with ``wandb
+sync``). Offline also keeps W&B's own error reporting (Sentry) off unless
+``WANDB_ERROR_REPORTING`` says otherwise. W&B ignores ``resume`` offline, so a resumed run
+writes a second offline run directory with the same run id (online it continues the run;
+W&B drops a replayed round's step it already has).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from pathlib import Path
 
@@ -62,14 +76,22 @@ def default_uri(cfg: ExperimentConfig) -> str:
     return f"sqlite:///{(Path(cfg.experiment.output_dir).resolve() / 'mlflow.db').as_posix()}"
 
 
+#: The package each backend imports, and what to install for it.
+EXTRAS = {"mlflow": ("mlflow", "MLflow: pip install 'fl-sim[mlflow]' (mlflow-skinny)"),
+          "wandb": ("wandb", "W&B: pip install 'fl-sim[wandb]'")}
+
+
 def check_available(cfg: ExperimentConfig) -> None:
     """Raise TrackingError naming the extra when ``cfg.tracking`` needs a missing package."""
-    if cfg.tracking.backend == "mlflow":
+    if cfg.tracking.backend in EXTRAS:
+        module, what = EXTRAS[cfg.tracking.backend]
+        if module == "wandb" and not cfg.tracking.uri:
+            # W&B reads this once, when it is first imported: an offline run sends nothing.
+            os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
         try:
-            import mlflow  # noqa: F401
+            __import__(module)
         except ImportError:
-            raise TrackingError("tracking.backend = 'mlflow' needs MLflow: pip install "
-                                "'fl-sim[mlflow]' (mlflow-skinny)") from None
+            raise TrackingError(f"tracking.backend = '{cfg.tracking.backend}' needs {what}") from None
 
 
 class MlflowTracker(Tracker):
@@ -139,8 +161,64 @@ class MlflowTracker(Tracker):
         self.client.set_terminated(self.run_id, status="FINISHED")
 
 
+def artifact_name(cfg: ExperimentConfig, run_dir: Path) -> str:
+    """The run directory from its experiment's folder down (``<out>/<experiment>/<run_id>
+    [/seed-k/<model>]``; ``--out`` may put it anywhere), in the characters W&B allows."""
+    parts = Path(run_dir).resolve().parts
+    top = max((i for i, p in enumerate(parts) if p == cfg.experiment.name), default=len(parts) - 1)
+    return re.sub(r"[^\w.-]+", "-", "/".join(parts[top:]))
+
+
+class WandbTracker(Tracker):
+    """One W&B run per model run directory, through its ``Run`` object (not ``wandb.run``)."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path) -> None:
+        check_available(cfg)
+        import wandb
+
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        state_path = self.run_dir / STATE_FILE
+        run_id = json.loads(state_path.read_text())["run_id"] if state_path.is_file() else None
+        online = bool(cfg.tracking.uri)
+        settings = wandb.Settings(
+            # fl-sim's own progress display owns the console; W&B would wrap stdout.
+            console="off", silent=True, disable_git=True, save_code=False,
+            **({"base_url": cfg.tracking.uri} if online else {}))
+        self.run = wandb.init(
+            project=cfg.tracking.project or cfg.experiment.name, name=self.run_dir.name,
+            id=run_id, resume="allow" if run_id else None, dir=str(self.run_dir.resolve()),
+            mode="online" if online else "offline", config=to_dict(cfg),
+            tags=[f"model:{cfg.model.kind}", f"seed:{cfg.experiment.seed}"],
+            # Several model runs may share this process (a sweep): none ends another.
+            reinit="create_new", settings=settings)
+        state_path.write_text(json.dumps({
+            "backend": "wandb", "uri": cfg.tracking.uri, "run_id": self.run.id,
+            "run_dir": str(Path(self.run.dir).parent)}, indent=2) + "\n")
+
+    def log_round(self, row: dict) -> None:
+        self.run.log(numeric(row), step=int(row["round"]))
+
+    def finish(self, final: dict) -> None:
+        import wandb
+
+        self.run.summary.update({f"final/{k}": v for k, v in numeric(final).items()})
+        if final.get("stopped_reason"):
+            self.run.summary["stopped_reason"] = str(final["stopped_reason"])
+        artifact = wandb.Artifact(artifact_name(self.cfg, self.run_dir), type="fl-sim-run")
+        for name in ARTIFACTS:
+            path = self.run_dir / name
+            if path.is_dir():
+                artifact.add_dir(str(path), name=name)
+            elif path.is_file():
+                artifact.add_file(str(path), name=name)
+        self.run.log_artifact(artifact)
+        self.run.finish()
+
+
 def start_tracking(cfg: ExperimentConfig, run_dir: Path) -> Tracker:
     """The tracker ``cfg.tracking`` asks for, for the model run in ``run_dir``."""
     if cfg.tracking.backend == "mlflow":
         return MlflowTracker(cfg, run_dir)
+    if cfg.tracking.backend == "wandb":
+        return WandbTracker(cfg, run_dir)
     return Tracker()

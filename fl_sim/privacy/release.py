@@ -149,7 +149,15 @@ def artifact_rules(*, reproducible: bool, vocab_public: bool, calibration_public
                   False, "full-integer model whose activation ranges were calibrated on "
                          "training-client text (not private)")
     model = (True, "a conversion of the released model (post-processing)")
+    # W&B's offline run holds the resolved config (the seed with it), the released rows and
+    # the names and hashes of the files it logged, so it is covered as config.resolved.toml is.
+    wandb_rule = (seed_rule[0], "W&B's offline run (tracking.backend = 'wandb'): the resolved "
+                                "config, the metrics.jsonl rows, names and hashes of the files "
+                                "it logged, W&B's logs and the installed packages; as for "
+                                "config.resolved.toml: " + seed_rule[1])
     return [
+        ("**/wandb/**", *wandb_rule),
+        ("wandb/**", *wandb_rule),
         ("checkpoints/**", False, "not released: the server's private state (owner-only, 0600)"),
         ("**/checkpoints/**", False, "not released: the server's private state (owner-only, 0600)"),
         ("**privacy_statement.md", True, "this statement: the configuration and the accountant"),
@@ -170,7 +178,8 @@ def artifact_rules(*, reproducible: bool, vocab_public: bool, calibration_public
                                "seeded initial model, and epsilon_emp from them "
                                "(post-processing of the released model; no client data)"),
         ("**tracking.json", True, "where the run is mirrored ([tracking]: the MLflow store's URI "
-                                  "and run id, no data); the MLflow run holds copies of "
+                                  "or the W&B server and offline run directory, and the run "
+                                  "id, no data); the MLflow or W&B run holds copies of "
                                   "config.resolved.toml (also as params), manifest.json, "
                                   "metrics.jsonl, the plots, final_weights.npz and this "
                                   "statement, each covered as its file here"),
