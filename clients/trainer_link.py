@@ -35,7 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from clients.trainer_ids import APP_ROOT, start_ticks, trainer_key
+from clients.trainer_ids import APP_ROOT, trainer_key
+from fl_sim.processes import start_ticks
 from clients.wire import WireError, recv_frame, send_frame
 
 __all__ = ["TrainerUnavailable", "connect_or_start", "stop_trainers", "train", "trainer_key"]

@@ -28,7 +28,8 @@ import threading
 import time
 from pathlib import Path
 
-from clients.trainer_ids import start_ticks, trainer_key
+from clients.trainer_ids import trainer_key
+from fl_sim.processes import start_ticks
 from clients.wire import WireError, recv_frame, send_frame
 
 log = logging.getLogger("fl_sim.trainer")

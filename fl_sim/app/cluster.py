@@ -29,6 +29,8 @@ from pathlib import Path
 
 import tomli_w
 
+from fl_sim.processes import start_ticks as _start_ticks
+
 DEFAULT_DIR = ".cache/fl_sim_cluster"
 CONNECTION = "fl-sim-cluster"
 HOST = "127.0.0.1"
@@ -46,18 +48,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time (clock ticks since boot), or None if it is gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
 
 
 def _children(pid: int) -> list[int]:

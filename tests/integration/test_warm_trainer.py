@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from clients import trainer_link
-from clients.trainer_ids import start_ticks
+from fl_sim.processes import start_ticks
 from fl_sim.app.server_app import dumps_toml
 from fl_sim.config import load_experiment
 from tests.integration.conftest import REPO
