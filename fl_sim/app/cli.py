@@ -199,7 +199,8 @@ def cmd_run(args, parser) -> int:
             run_dir.rmdir()  # raised before the run wrote anything
         return _usage_error(str(exc))
     except Exception as exc:  # the run's own failure: say where its files are
-        print(f"fl-sim: run failed: {exc}\nPartial results (resumable): {run_dir}", file=sys.stderr)
+        _traceback_if(args.verbose)
+        print(f"fl-sim: run failed: {type(exc).__name__}: {exc}\nPartial results (resumable): {run_dir}", file=sys.stderr)
         return 1
     from fl_sim.app.cluster import aborted_reason
 
@@ -207,6 +208,17 @@ def cmd_run(args, parser) -> int:
         print(f"fl-sim: run {reason}; results: {run_dir}", file=sys.stderr)
         return 1
     return 0
+
+
+def _traceback_if(verbose: bool) -> None:
+    """The failure's traceback with --verbose: a one-line message ("math range error") does not
+    say which part of a run raised it."""
+    if verbose:
+        import traceback
+
+        traceback.print_exc()
+    else:
+        print("fl-sim: (--verbose shows the traceback)", file=sys.stderr)
 
 
 def _resume_hint(run_dir: Path) -> str:
@@ -272,7 +284,8 @@ def cmd_sweep(args) -> int:
         with for_stream(sys.stdout) as progress:  # live bars on a terminal, lines in logs
             run_sweep(sweep, sweep_dir, verbose=args.verbose, progress=progress, models=only)
     except Exception as exc:
-        print(f"fl-sim: sweep failed: {exc}\nContinue with: fl-sim sweep --resume {sweep_dir}",
+        _traceback_if(args.verbose)
+        print(f"fl-sim: sweep failed: {type(exc).__name__}: {exc}\nContinue with: fl-sim sweep --resume {sweep_dir}",
               file=sys.stderr)
         return 1
     return 0

@@ -48,6 +48,13 @@ SAMPLINGS = ("poisson", "fixed")
 ACCOUNTANTS = ("rdp", "pld")
 PLD_DEFAULT_STEP = 1e-4      # dp-accounting's default value_discretization_interval
 PLD_RELATIVE_STEP = 1e-5     # see PrivacyLedger(pld_discretization=None)
+# Above this RDP epsilon the PLD is not computed. The run then releases its clients' updates
+# almost exactly (epsilon in the millions means no privacy either way), and the PLD's
+# relative discretisation step (PLD_RELATIVE_STEP * epsilon) passes ~709, where dp-accounting
+# 0.6's math.expm1(step) overflows ("math range error": measured at 40 rounds of q = 8/1080
+# with z <= 5e-4, epsilon_RDP >= 6e7). 1e7 keeps every PLD the frontier runs reported
+# (epsilon_RDP up to 4e6, step 40) and stops well short of the overflow.
+PLD_MAX_RDP_EPSILON = 1e7
 PLD_FIXED_REASON = (
     "dp-accounting 0.6's PLDAccountant does not support SampledWithoutReplacementDpEvent "
     "(fixed-size sampling); use the RDP accountant or Poisson sampling")
@@ -160,6 +167,7 @@ class PrivacyLedger:
         self.pld_discretization = None if pld_discretization is None else float(pld_discretization)
         self._segments: list[list[float]] = []  # [[z, rounds], ...] run-length encoded
         self._cache: dict[tuple, float | None] = {}
+        self._pld_skipped: dict[tuple, str] = {}  # (segments, delta) -> why no PLD epsilon
 
     # ------------------------------------------------------------------ properties
     @property
@@ -228,18 +236,26 @@ class PrivacyLedger:
                 total = count * per_round if total is None else total + count * per_round
             eps = float(rdp_privacy_accountant.compute_epsilon(orders, total, delta)[0])
         else:
-            step = self.pld_discretization
-            if step is None:
-                step = max(PLD_DEFAULT_STEP,
-                           PLD_RELATIVE_STEP * self._epsilon(segments, "rdp", delta))
-            acc = dp_accounting.pld.PLDAccountant(
-                neighboring_relation=self.neighboring_relation,
-                value_discretization_interval=step)
-            for z, count in segments:
-                acc.compose(self.round_event(z), count)
-            eps = float(acc.get_epsilon(delta))
+            eps_rdp = self._epsilon(segments, "rdp", delta)
+            if eps_rdp > PLD_MAX_RDP_EPSILON:
+                self._pld_skipped[(segments, delta)] = (
+                    f"not computed: the RDP epsilon {eps_rdp:.3g} exceeds "
+                    f"{PLD_MAX_RDP_EPSILON:g} (almost no noise: no meaningful guarantee, and "
+                    f"dp-accounting's PLD discretisation overflows at such losses)")
+                eps = None
+            else:
+                step = self.pld_discretization
+                if step is None:
+                    step = max(PLD_DEFAULT_STEP, PLD_RELATIVE_STEP * eps_rdp)
+                acc = dp_accounting.pld.PLDAccountant(
+                    neighboring_relation=self.neighboring_relation,
+                    value_discretization_interval=step)
+                for z, count in segments:
+                    acc.compose(self.round_event(z), count)
+                eps = float(acc.get_epsilon(delta))
         if len(self._cache) > 64:
             self._cache.clear()
+            self._pld_skipped.clear()
         self._cache[key] = eps
         return eps
 
@@ -254,7 +270,8 @@ class PrivacyLedger:
 
     def epsilon(self, accountant: str = "rdp", delta: float | None = None) -> float | None:
         """Epsilon spent so far at ``delta`` (default: the ledger's), or None when the
-        accountant does not support the events (see :meth:`unsupported_reason`)."""
+        accountant does not support the events (see :meth:`unsupported_reason`) or the PLD
+        is not computed because the RDP epsilon exceeds ``PLD_MAX_RDP_EPSILON``."""
         return self._epsilon(self._segs(), accountant, self.delta if delta is None else delta)
 
     def epsilon_if_next_round(self, noise_multiplier: float, accountant: str = "rdp",
@@ -269,8 +286,11 @@ class PrivacyLedger:
     def epsilons(self, delta: float | None = None) -> dict[str, Any]:
         """``{"rdp": eps, "pld": eps or None, "pld_reason": str or None, "delta": d}``."""
         d = self.delta if delta is None else delta
-        return {"rdp": self.epsilon("rdp", d), "pld": self.epsilon("pld", d),
-                "pld_reason": self.unsupported_reason("pld"), "delta": d}
+        pld = self.epsilon("pld", d)
+        reason = self.unsupported_reason("pld")
+        if pld is None and reason is None:
+            reason = self._pld_skipped.get((self._segs(), d))
+        return {"rdp": self.epsilon("rdp", d), "pld": pld, "pld_reason": reason, "delta": d}
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:

@@ -200,3 +200,25 @@ def test_no_noise_is_infinite_epsilon_not_a_crash(sampling):
     assert eps["pld"] == (None if sampling == "fixed" else float("inf"))
     facts, text = led.statement(clip_norm=0.5)
     assert facts["epsilon_rdp"] == float("inf") and "inf" in text
+
+
+def test_tiny_noise_skips_the_pld_with_a_reason_instead_of_overflowing():
+    # z = 1e-4 for 40 rounds of q = 8/1080 (the demo run with a clipping-only noise level):
+    # epsilon_RDP ~ 2e9, whose relative PLD step (2e4) made dp-accounting's math.expm1
+    # overflow and failed the whole run. The RDP epsilon still comes from dp-accounting.
+    from fl_sim.privacy.accountant import PLD_MAX_RDP_EPSILON
+
+    led = PrivacyLedger(1080, 8, "poisson", delta=1e-6)
+    led.record_round(1e-4, 40)
+    eps = led.epsilons()
+    acc = dp_accounting.rdp.RdpAccountant()
+    acc.compose(dp_accounting.PoissonSampledDpEvent(8 / 1080, dp_accounting.GaussianDpEvent(1e-4)), 40)
+    assert eps["rdp"] == pytest.approx(acc.get_epsilon(1e-6), rel=1e-9)
+    assert eps["rdp"] > PLD_MAX_RDP_EPSILON
+    assert eps["pld"] is None and "not computed" in eps["pld_reason"]
+    facts, text = led.statement(clip_norm=1.0)
+    assert facts["epsilon_pld"] is None and facts["pld_reason"] == eps["pld_reason"]
+    # Just under the cap the PLD is still computed (the frontier runs' regime).
+    low = PrivacyLedger(1080, 8, "poisson", delta=1e-6)
+    low.record_round(0.0023, 40)
+    assert low.epsilons()["pld"] is not None and low.epsilons()["pld_reason"] is None
