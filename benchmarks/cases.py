@@ -33,11 +33,10 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from benchmarks.common import emit
+from benchmarks.common import Poller, children_by_parent, emit, proc_stat
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -189,7 +188,7 @@ def xla(case: dict) -> dict:
 # --------------------------------------------------------------------------- sim
 
 
-class TreeMonitor:
+class TreeMonitor(Poller):
     """Peak RSS and CPU time of this process and all its descendants (Ray's too).
 
     Polls /proc (Linux only). VmHWM is each process's own peak, so a process read shortly
@@ -201,7 +200,8 @@ class TreeMonitor:
     """
 
     def __init__(self, interval: float = 0.2, watch: Path | None = None) -> None:
-        self.interval, self.watch = interval, watch
+        super().__init__(interval)
+        self.watch = watch
         self.peaks: dict[int, tuple[str, int]] = {}  # pid -> (role, VmHWM bytes)
         self.started: dict[int, str] = {}  # pid -> start time (field 22 of /proc/pid/stat)
         self.cpu: dict[int, float] = {}  # pid -> last seen utime + stime, seconds
@@ -210,40 +210,16 @@ class TreeMonitor:
         self._last_scan = 0.0
         self._watch_size = -1
         self._tick = os.sysconf("SC_CLK_TCK")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
+    def tick(self) -> None:
+        self._poll(scan=time.monotonic() - self._last_scan >= 1.0)
 
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def last_tick(self) -> None:
         self._poll(scan=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            now = time.monotonic()
-            self._poll(scan=now - self._last_scan >= 1.0)
-
-    @staticmethod
-    def _children() -> dict[int, list[int]]:
-        kids: dict[int, list[int]] = {}
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{d}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            kids.setdefault(ppid, []).append(int(d))
-        return kids
 
     def _scan(self) -> None:
         me = os.getpid()
-        kids = self._children()
+        kids = children_by_parent()
         todo = [me]
         while todo:
             pid = todo.pop()
@@ -266,9 +242,7 @@ class TreeMonitor:
         if scan:
             self._scan()
         for pid in list(self.started):
-            try:
-                f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
+            if (f := proc_stat(pid)) is None:
                 continue  # exited: keep its last CPU reading
             if f[19] == self.started[pid]:
                 self.cpu[pid] = (int(f[11]) + int(f[12])) / self._tick
@@ -290,10 +264,8 @@ class TreeMonitor:
 
     @staticmethod
     def _start_time(pid: int) -> str:
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-        except (OSError, IndexError):
-            return ""
+        st = proc_stat(pid)
+        return st[19] if st is not None and len(st) > 19 else ""
 
     def reap(self) -> list[int]:
         """End processes this run started that outlived it (an actor Ray's shutdown missed

@@ -14,18 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from pathlib import Path
 
+from benchmarks.common import Poller, children_by_parent, proc_stat
+
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
 
 
 def _role(pid: int, cluster: str) -> str:
@@ -41,38 +35,20 @@ def _role(pid: int, cluster: str) -> str:
     return "other"
 
 
-class ClusterCPU:
+class ClusterCPU(Poller):
     def __init__(self, cluster: Path, out: Path, interval: float = 0.25):
-        self.cluster, self.out, self.interval = Path(cluster), Path(out), interval
+        super().__init__(interval)
+        self.cluster, self.out = Path(cluster), Path(out)
         state = json.loads((self.cluster / "cluster.json").read_text())
         self.roots = [e["pid"] for e in [state["superlink"], *state["supernodes"]] if e.get("pid")]
         self.known: dict[tuple[int, str], str] = {}  # (pid, start) -> role
         self.last: dict[tuple[int, str], dict[str, float]] = {}  # (pid, start) -> CPU s by role
         self.rows: list[dict[str, float]] = []
         self._lines = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
     def _pids(self) -> list[int]:
-        kids: dict[int, list[int]] = {}
-        trainers = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            st = _stat(int(d))
-            if st is None:
-                continue
-            kids.setdefault(int(st[1]), []).append(int(d))
-            if st[1] == "1":  # a trainer outlives the clientapp that started it: init adopts it
-                trainers.append(int(d))
+        kids = children_by_parent()
+        trainers = kids.get(1, [])  # a trainer outlives the clientapp that started it: init adopts it
         out, todo = [], list(self.roots)
         while todo:
             pid = todo.pop()
@@ -83,7 +59,7 @@ class ClusterCPU:
 
     def _poll(self) -> None:
         for pid in self._pids():
-            st = _stat(pid)
+            st = proc_stat(pid)
             if st is None:
                 continue
             key = (pid, st[19])
@@ -105,19 +81,18 @@ class ClusterCPU:
                 out[k] = out.get(k, 0.0) + v
         return out
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._poll()
-            metrics = next(self.out.glob("*/*/metrics.jsonl"), None)
-            if metrics is None:
-                continue
-            try:
-                n = sum(1 for line in metrics.read_text().splitlines() if line.strip())
-            except OSError:
-                continue
-            if n > self._lines:
-                self._lines = n
-                self.rows.append({"t": time.monotonic(), **self.totals()})
+    def tick(self) -> None:
+        self._poll()
+        metrics = next(self.out.glob("*/*/metrics.jsonl"), None)
+        if metrics is None:
+            return
+        try:
+            n = sum(1 for line in metrics.read_text().splitlines() if line.strip())
+        except OSError:
+            return
+        if n > self._lines:
+            self._lines = n
+            self.rows.append({"t": time.monotonic(), **self.totals()})
 
     def per_round(self, rounds: int) -> list[dict[str, float]]:
         """CPU seconds by role of rounds 2..rounds (between consecutive metrics rows)."""

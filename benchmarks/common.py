@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +26,55 @@ RESULT_TAG = "BENCH-RESULT "
 # BENCH_QUICK=1 shrinks every benchmark to seconds, for developing the benchmarks
 # themselves; its numbers mean nothing and the report marks them.
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (index 1 = ppid, 11/12 = utime/
+    stime, 13/14 = cutime/cstime, 19 = start time), or None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def children_by_parent() -> dict[int, list[int]]:
+    """ppid -> child pids of every process now in /proc."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit() and (st := proc_stat(int(d))) is not None:
+            kids.setdefault(int(st[1]), []).append(int(d))
+    return kids
+
+
+class Poller:
+    """Calls ``tick()`` every ``interval`` seconds in a daemon thread while its ``with`` block
+    runs, then ``last_tick()`` once on exit (a process read just before it exits still counts).
+    The CPU and memory monitors sample /proc this way because the processes they watch are
+    not this one: a thread beside the measured work costs it ~nothing."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+    def last_tick(self) -> None:
+        pass
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.last_tick()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.tick()
 
 
 def loadavg() -> list[float]:
