@@ -136,6 +136,8 @@ class ServerConfig:
     below_min_clients: str = _f("skip", choices=("skip", "abort"),
                                 doc="a round with fewer than min_clients completed: skip it, or abort the run")
     max_update_bytes: int = _f(0, lo=0, doc="reject a client update larger than this (0 = no limit)")
+    max_failed_rounds: int = _f(3, lo=0, doc="abort after this many consecutive rounds in which every "
+                                "sampled client failed (0 = never)")
 
 
 @dataclass(frozen=True)

@@ -77,10 +77,12 @@ class FedAvgDelta(Strategy):
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         results, failed, rejected, answered, raised = [], 0, 0, 0, 0
+        self.last_failure = None  # why this round's last failed node or client failed
         for reply in replies:
             answered += 1
             if reply.has_error():
                 failed += 1
+                self.last_failure = f"node {reply.metadata.src_node_id}: {reply.error.reason}"
                 log(INFO, "round %s: node %s failed: %s", server_round,
                     reply.metadata.src_node_id, reply.error.reason)
                 continue
@@ -92,6 +94,7 @@ class FedAvgDelta(Strategy):
             # Clients whose training raised: failed one by one, not with their node.
             for cid, reason in protocol.read_train_failures(reply):
                 raised += 1
+                self.last_failure = f"client {cid}: {reason}"
                 log(INFO, "round %s: client %s failed: %s", server_round, cid, reason)
         new, metrics = self.aggregate_results(server_round, results, rejected)
         metrics["clients_raised"] = raised

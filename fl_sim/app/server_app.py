@@ -190,6 +190,7 @@ class FederatedRun:
         # Deployment: each SuperNode owns a slice of the clients (its node config).
         self.node_partitions = node_partitions
         self.partitions: dict[int, tuple[int, int]] = {}
+        self.failed_streak = 0  # consecutive rounds in which every sampled client failed
 
     def refresh_partitions(self, strategy) -> None:
         """Learn the partition of every node not seen before; pass the map to the strategy."""
@@ -306,6 +307,12 @@ class FederatedRun:
         replies = stopping.send_and_receive(self.grid, messages, timeout=cfg.server.round_timeout)
         new_arrays, agg = strategy.aggregate_train(rnd, replies)
         row = {"type": "round", "round": rnd, "model": cfg.model.kind, **dict(agg)}
+        if stop_reason := self._all_failed(rnd, row):
+            row["abort_reason"] = stop_reason
+            row["round_time_s"] = round(time.perf_counter() - self.round_started, 4)
+            self._append(row)  # no checkpoint, nothing released: a resume retries this round
+            self.progress(f"[{self.label}] {stop_reason}")
+            return row, stop_reason
         if new_arrays is not None:
             self.weights = strategy.after_round(rnd, new_arrays.to_numpy_ndarrays())
         else:
@@ -321,6 +328,27 @@ class FederatedRun:
                 return row, stop_reason
         row.update(strategy.round_metrics(rnd))
         return row, None
+
+    def _all_failed(self, rnd: int, row: dict) -> str | None:
+        """The abort reason once server.max_failed_rounds consecutive rounds had every sampled
+        client fail. A broken setup (a worker that cannot read the experiment, a missing
+        package) fails every client the same way; without this a run would go on and, under
+        DP, release rounds of pure noise as if they had trained."""
+        sampled, completed = row.get("clients_sampled", 0), row.get("clients_completed", 0)
+        all_failed = sampled > 0 and completed == 0 and not row.get("clients_rejected", 0)
+        self.failed_streak = self.failed_streak + 1 if all_failed else 0
+        limit = self.cfg.server.max_failed_rounds
+        if not limit or self.failed_streak < limit:
+            return None
+        inner = self.strategy
+        while hasattr(inner, "inner"):
+            inner = inner.inner
+        why = getattr(inner, "last_failure", None)
+        if why:  # the clients' error goes to the console only: it is not a released result
+            self.progress(f"[{self.label}] round {rnd}: last failure: {why}")
+        return (f"aborted in round {rnd}: every sampled client failed in {limit} consecutive "
+                f"rounds (server.max_failed_rounds = {limit}); run with --verbose for the "
+                "clients' errors")
 
     def _evaluate_if_due(self, rnd: int) -> dict | None:
         """Centralized evaluation on the held-out clients, every server.eval_every rounds and last."""

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -114,6 +115,26 @@ def ray_backend_config(cfg: ExperimentConfig, verbose: bool = False) -> dict:
             "init_args": init_args}
 
 
+#: Tries to start a local Ray. Ray waits a fixed 30 s for its raylet to register and then
+#: fails with "timed out during startup"; on a loaded machine (several sweeps sharing two
+#: cores here, load 70) that happened to runs that would then have trained normally.
+RAY_START_TRIES = 3
+
+
+def _init_ray(ray, kwargs: dict, local: bool) -> None:
+    for attempt in range(1, RAY_START_TRIES + 1):
+        try:
+            ray.init(**kwargs)
+            return
+        except Exception as exc:  # Ray raises a bare Exception for this
+            if not local or "timed out during startup" not in str(exc) or attempt == RAY_START_TRIES:
+                raise
+            ray.shutdown()
+            print(f"fl-sim: the local Ray did not start in time (attempt {attempt} of "
+                  f"{RAY_START_TRIES}: {exc}); trying again", file=sys.stderr, flush=True)
+            time.sleep(5 * attempt)
+
+
 def start_ray(cfg: ExperimentConfig, verbose: bool = False) -> dict:
     """Start (or join) Ray as Flower's RayBackend would; return the pool it will build.
 
@@ -131,8 +152,9 @@ def start_ray(cfg: ExperimentConfig, verbose: bool = False) -> dict:
         # (fl_sim, clients, strategies) from the same paths.
         pythonpath = os.pathsep.join(filter(None, [*sys.path, os.environ.get("PYTHONPATH")]))
         os.environ["PYTHONPATH"] = pythonpath
-        ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
-                 **{"include_dashboard": False, **backend["init_args"]})
+        _init_ray(ray, {"runtime_env": {"env_vars": {"PYTHONPATH": pythonpath}},
+                        "include_dashboard": False, **backend["init_args"]},
+                  local=not cfg.simulation.ray_address)
     alive = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources")]
     cpus = sum(n["Resources"].get("CPU", 0) for n in alive)
     gpus = sum(n["Resources"].get("GPU", 0) for n in alive)

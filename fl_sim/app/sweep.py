@@ -187,9 +187,16 @@ def load_sweep(path: str | Path) -> Sweep:
     return sweep
 
 
+class PointAborted(RuntimeError):
+    """A point's run aborted (every client failing, or below server.min_clients)."""
+
+
 def point_status(point_dir: Path) -> str:
+    from fl_sim.app.cluster import aborted_reason
+
     if (point_dir / "summary.json").exists():
-        return "done"
+        # An aborted run wrote a summary too, but a resume retries the round it aborted in.
+        return "partial" if aborted_reason(str(point_dir)) else "done"
     if (point_dir / "checkpoints" / "latest.json").exists():
         return "partial"
     return "new"
@@ -229,6 +236,12 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, verbose: bool = False, progress=
         if status == "new":
             results.write_run_files(pdir, cfg, {"sweep": str(sweep_dir), "point": point.name})
         simulate(cfg, pdir, resume=True, verbose=verbose, progress=progress)
+        if point_status(pdir) != "done":
+            # The next points share its setup and would fail the same way; its numbers are
+            # not results (collect() leaves it out of the tables).
+            from fl_sim.app.cluster import aborted_reason
+
+            raise PointAborted(f"point {point.name} {aborted_reason(str(pdir))}")
         write_table(sweep, sweep_dir)
     rows = write_table(sweep, sweep_dir)
     progress(frontier_table(table_rows(sweep, rows)))
@@ -240,7 +253,7 @@ def collect(sweep: Sweep, sweep_dir: Path) -> list[dict]:
     rows = []
     for point in sweep.points:
         summary = sweep_dir / "points" / point.name / "summary.json"
-        if not summary.exists():
+        if point_status(summary.parent) != "done":
             continue
         data = json.loads(summary.read_text())
         final = next(iter(data["models"].values()))

@@ -93,6 +93,9 @@ RELEASE_KEYS = frozenset({
     "rounds", "rounds_completed", "parameters", "baseline_accuracy",
     "baseline_accuracy_no_oov_eos", "baseline_word", "stopped_reason", "noise_source",
     "privacy", "privacy_statement",
+    # The round a run aborted in, released as the final row's stopped_reason is (it says
+    # that the round's clients failed, not what any of them sent); rounds_completed needs it.
+    "abort_reason",
     # [audit]: the canary count (epsilon_emp* is under the "epsilon" prefix)
     "audit_canaries", "audit_inserted_by",
 })
