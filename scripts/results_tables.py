@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -50,12 +51,17 @@ def load_points(sweep_dir: Path) -> list[dict]:
 DIVERGED = 1e5  # a perplexity this large is a diverged run (the cap is exp(700))
 
 
+def diverged(v) -> bool:
+    """A perplexity of a diverged run: past DIVERGED, or NaN (weights that overflowed give a
+    NaN loss, which the capped exp passes through)."""
+    return v is not None and (math.isnan(v) or abs(v) >= DIVERGED)
+
+
 def cell(values: list[float], fmt: str) -> str:
-    st = stats.t_interval(values)
-    if st["mean"] is not None and abs(st["mean"]) >= DIVERGED:
-        big = sum(1 for v in values if v is not None and abs(v) >= DIVERGED)
+    big = sum(1 for v in values if diverged(v))
+    if big:
         return f"diverged in {big} of {len(values)}"
-    return stats.format_mean(st, fmt)
+    return stats.format_mean(stats.t_interval(values), fmt)
 
 
 def grouped(rows: list[dict], key) -> dict:
@@ -119,7 +125,7 @@ def pair_lines(rows: list[dict], models: list[str], group_label: str = "") -> li
     for metric, name, hib in ((HEADLINE, "word top-1, smoothed", True),
                               ("eval_word_top3", "word top-3, final", True),
                               ("eval_perplexity", "perplexity", False)):
-        if any(abs(r.get(metric) or 0) >= DIVERGED for r in ra + rb):
+        if any(diverged(r.get(metric)) for r in ra + rb):
             out.append(f"- {group_label}{name}: not compared (a run diverged)")
             continue
         d = paired(ra, rb, metric, hib)
