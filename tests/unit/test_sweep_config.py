@@ -184,12 +184,14 @@ def test_dp_ftrl_frontier_and_its_twin_load_and_the_table_names_the_relation():
 
     ftrl = load_sweep("experiments/sweeps/dp_ftrl_frontier.toml")
     twin = load_sweep("experiments/sweeps/dp_fedavg_fixed_frontier.toml")
-    # The DP-FTRL sweep reuses dp_frontier_deploy's non-private reference (same experiment)
-    assert len(ftrl.points) == 2 * 5 * 3 and len(twin.points) == 2 * (1 + 5) * 3
+    # Both reuse dp_frontier_deploy's non-private reference: it is their experiment with
+    # privacy off (everything but the name and the [privacy] table is the same)
+    assert len(ftrl.points) == len(twin.points) == 2 * 5 * 3
     ref = load_sweep("experiments/sweeps/dp_frontier_deploy.toml")
     (r,) = [ref.point_config(p) for p in ref.points if p.name == "cifg-nonprivate-s0"]
-    (t,) = [twin.point_config(p) for p in twin.points if p.name == "cifg-nonprivate-s0"]
-    assert not r.privacy.enabled and r.replace(experiment=t.experiment, privacy=t.privacy) == t
+    for sweep in (ftrl, twin):
+        (t,) = [sweep.point_config(p) for p in sweep.points if p.name == "cifg-eps4-s0"]
+        assert not r.privacy.enabled and r.replace(experiment=t.experiment, privacy=t.privacy) == t
     a = ftrl.point_config(next(p for p in ftrl.points if p.target_epsilon == 4.0))
     b = twin.point_config(next(p for p in twin.points if p.target_epsilon == 4.0))
     assert (a.privacy.mechanism, b.privacy.mechanism) == ("dp_ftrl", "dp_fedavg")
