@@ -216,52 +216,83 @@ def cmd_frontier(args) -> None:
     print("\n(target epsilon inf with z > 0: the clipping-only reference, no privacy; with z = 0: "
           "non-private, no clipping)")
     models = sorted({r["model"] for r in rows}, key=lambda m: m.startswith("si_"), reverse=True)
-    points = sorted({frontier_point(r) for r in rows},
+    mechs = sorted({relation_of(r) for r in rows if r.get("target_epsilon") is not None})
+    # Several mechanisms in one table: every comparison stays within one mechanism (and its
+    # neighbouring relation), except the mechanism-vs-mechanism lines, which say so.
+    several = len(mechs) > 1
+
+    def point_of(r: dict) -> str:
+        return f"{relation_of(r)}, {frontier_point(r)}" if several and r.get("target_epsilon") is not None \
+            else frontier_point(r)
+
+    points = sorted({point_of(r) for r in rows},
                     key=lambda k: (k == "non-private", k == "clipping only",
-                                   float(k.split()[1]) if k.startswith("epsilon") else 0.0))
+                                   k.rsplit(", epsilon", 1)[0] if ", epsilon" in k else "",
+                                   float(k.rsplit(" ", 1)[1]) if "epsilon" in k else 0.0))
     if len(models) == 2:
         print()
         for point in points:
-            print("\n".join(pair_lines([r for r in rows if frontier_point(r) == point], models,
+            print("\n".join(pair_lines([r for r in rows if point_of(r) == point], models,
                                        f"{point}, ")[:1]))
     for m in models:
         mine = [r for r in rows if r["model"] == m]
-        eps = sorted({epsilon_of(r) for r in mine if r.get("target_epsilon") is not None})
-        by = {k: [r for r in mine if frontier_point(r) == k] for k in points}
-        if len(eps) >= 2:
-            d = paired(by[f"epsilon {eps[-1]:g}"], by[f"epsilon {eps[0]:g}"])
-            print(f"- {LABEL[m]}: " + stats.format_difference(f"epsilon {eps[-1]:g}", f"epsilon {eps[0]:g}", d))
-        if by.get("clipping only") and by.get("non-private"):
-            d = paired(by["clipping only"], by["non-private"])
+        by = {k: [r for r in mine if point_of(r) == k] for k in points}
+        top = {}  # mechanism -> (its rows at its largest epsilon, that epsilon)
+        for mech in mechs:
+            own = [r for r in mine if r.get("target_epsilon") is not None and relation_of(r) == mech]
+            eps = sorted({epsilon_of(r) for r in own})
+            pre = f"{mech}, " if several else ""
+            if eps:
+                top[mech] = ([r for r in own if epsilon_of(r) == eps[-1]], f"{pre}epsilon {eps[-1]:g}")
+            if len(eps) >= 2:
+                d = paired(top[mech][0], [r for r in own if epsilon_of(r) == eps[0]])
+                print(f"- {LABEL[m]}: " + stats.format_difference(top[mech][1], f"epsilon {eps[0]:g}", d))
+        clip = by.get("clipping only")
+        if clip and by.get("non-private"):
+            d = paired(clip, by["non-private"])
             print(f"- {LABEL[m]}: " + stats.format_difference("clipping only", "non-private", d))
-        if by.get("clipping only") and eps:
-            d = paired(by[f"epsilon {eps[-1]:g}"], by["clipping only"])
-            print(f"- {LABEL[m]}: " + stats.format_difference(f"epsilon {eps[-1]:g}", "clipping only", d))
+        if clip and relation_of(clip[0]) in top:  # the clipping reference of that mechanism
+            rows_top, name = top[relation_of(clip[0])]
+            print(f"- {LABEL[m]}: " + stats.format_difference(name, "clipping only", paired(rows_top, clip)))
+        # Mechanism against mechanism at the same target epsilon: different relations.
+        for i, a in enumerate(mechs):
+            for b in mechs[i + 1:]:
+                for e in sorted({epsilon_of(r) for r in mine if r.get("target_epsilon") is not None}):
+                    ra = [r for r in mine if relation_of(r) == a and epsilon_of(r) == e]
+                    rb = [r for r in mine if relation_of(r) == b and epsilon_of(r) == e]
+                    if ra and rb:
+                        d = paired(ra, rb)
+                        print(f"- {LABEL[m]}, epsilon {e:g} (different neighbouring relations): "
+                              + stats.format_difference(a, b, d))
     run_eps = [r.get("run_epsilon_rdp") for r in rows if r.get("run_epsilon_rdp") and r.get("target_epsilon")]
     if run_eps:
         print(f"- epsilon of the simulated runs themselves (RDP): {min(run_eps):.3g} to {max(run_eps):.3g}")
     if args.plot:
         private = [r for r in rows if r.get("target_epsilon") is not None]
         plot_curves(private, epsilon_of, "target epsilon (log scale) for the stated deployment", args.plot,
-                    logx=True, references=[r for r in rows if r.get("target_epsilon") is None])
+                    logx=True, references=[r for r in rows if r.get("target_epsilon") is None],
+                    line_of=(lambda r: (r["model"], relation_of(r))) if several else None)
 
 
 def plot_curves(rows: list[dict], x_of, xlabel: str, path: str, logx: bool = False,
-                references: list[dict] | None = None) -> None:
-    """Headline mean vs x per model, with its 95% t-interval as a band."""
+                references: list[dict] | None = None, line_of=None) -> None:
+    """Headline mean vs x per model (or per ``line_of(row)``: (model, label)), with its 95%
+    t-interval as a band."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for i, (model, members) in enumerate(sorted(grouped(rows, lambda r: r["model"]).items())):
+    lines = grouped(rows, line_of or (lambda r: (r["model"], None)))
+    drawn_refs = set()
+    for i, ((model, label), members) in enumerate(sorted(lines.items(), key=lambda kv: str(kv[0]))):
         xs, mean, lo, hi, few = [], [], [], [], []
         for x, ms in sorted(grouped(members, x_of).items()):
             st = stats.t_interval([m[HEADLINE] for m in ms])
             half = st["ci_half_width"] or 0.0
             xs.append(x), mean.append(st["mean"]), lo.append(st["mean"] - half), hi.append(st["mean"] + half)
             few.append(len(ms) < 3)
-        line, = ax.plot(xs, mean, marker="o", label=LABEL[model])
+        line, = ax.plot(xs, mean, marker="o", label=LABEL[model] + (f", {label}" if label else ""))
         ax.fill_between(xs, lo, hi, alpha=0.2, color=line.get_color())
         # Points with fewer than 3 seeds (a sweep not finished) are drawn hollow.
         ax.plot([x for x, f in zip(xs, few) if f], [m for m, f in zip(mean, few) if f], "o",
@@ -269,7 +300,8 @@ def plot_curves(rows: list[dict], x_of, xlabel: str, path: str, logx: bool = Fal
         for kind, style in (("non-private", "--"), ("clipping only", "-.")):
             refs = [r[HEADLINE] for r in (references or [])
                     if r["model"] == model and frontier_point(r) == kind]
-            if refs:
+            if refs and (model, kind) not in drawn_refs:
+                drawn_refs.add((model, kind))
                 ax.axhline(stats.t_interval(refs)["mean"], color=line.get_color(), linestyle=style,
                            label=f"{LABEL[model]}, {kind}")
     base = [r.get("baseline_constant_word_top1") for r in rows if r.get("baseline_constant_word_top1")]
