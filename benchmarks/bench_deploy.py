@@ -6,7 +6,9 @@ simulation: ``fl-sim run``'s code path with one worker (benchmarks/cases.py ``si
 SuperNode against one worker: the same training parallelism, so the ratio is what Flower's
 deployment runtime adds. Runs: sim, deployment with the warm trainer (the default),
 deployment with ``deployment.warm_trainer = false`` (the per-message process trains, as
-before; cohort 10 only, it is slow), sim; ratios against the mean of the two sims.
+before; cohort 10 only, it is slow), at cohort 100 deployment with the warm trainer and
+``deployment.node_sums = true`` (the node returns one summed update, not 100), sim; ratios
+against the mean of the two sims.
 
 Steady rounds 2..R: round 1 of both carries startup (Ray and its worker; the warm trainer's
 start). Round times are the ServerApp's own ``round_time_s``. Each deployment round is
@@ -45,8 +47,8 @@ EXPERIMENT = "experiments/demo.toml"
 # The benchmark model (embedding 64, CIFG 128, projection 64, vocabulary 5,000; the demo's
 # settings as of bench_overhead) on Shakespeare, one worker, evaluation only at the end.
 BASE = ["experiment.compare=[]", "model.kind=\"si_cifg\"", "simulation.num_workers=1"]
-# (cohort, rounds R, also measure the warm trainer off?)
-PLAN = [(3, 3, True)] if QUICK else [(10, 6, True), (100, 3, False)]
+# (cohort, rounds R, also measure the warm trainer off?, also measure node sums?)
+PLAN = [(3, 3, True, False)] if QUICK else [(10, 6, True, False), (100, 3, False, True)]
 COLD_ROUNDS = 3
 TARGET = 1.3
 TIMING = re.compile(r"fl-sim node: round (\d+): (\d+) clients (warm trainer|in process): "
@@ -71,11 +73,11 @@ def overrides_for(cohort: int, rounds: int) -> list[str]:
     return out
 
 
-def deployment(cluster: Path, cohort: int, rounds: int, extra: list[str]) -> dict:
+def deployment(cluster: Path, cohort: int, rounds: int, extra: list[str], name: str) -> dict:
     """One ``fl-sim cluster run`` with the sim case's settings: R rounds + an evaluated one."""
     sets = [*overrides_for(cohort, rounds), *extra, f"experiment.rounds={rounds + 1}",
             "server.eval_every=0", "server.eval_max_sequences=64"]
-    out = cluster / f"out-{cohort}-{len(extra)}"
+    out = cluster / f"out-{cohort}-{name}"
     log = cluster / "logs" / "supernode-0.log"
     seen = len(timing_lines(log))
     before, t0 = loadavg(), time.perf_counter()
@@ -127,7 +129,7 @@ def summarize(dep: dict) -> dict:
             "train_s_median": med("train_s"), "rest_s_median": med("rest_s")}
 
 
-def measure(cohort: int, rounds: int, cold: bool) -> dict:
+def measure(cohort: int, rounds: int, cold: bool, sums: bool) -> dict:
     case = {"kind": "sim", "experiment": EXPERIMENT, "overrides": overrides_for(cohort, rounds),
             "rounds": rounds}
     sims = [run_case(case, timeout=7200)]
@@ -137,10 +139,12 @@ def measure(cohort: int, rounds: int, cold: bool) -> dict:
         up = cli("cluster", "up", "--dir", cluster, "--supernodes", 1, "--timeout", 300, timeout=600)
         if up.returncode != 0:
             raise RuntimeError(f"cluster up failed:\n{up.stdout}{up.stderr}")
-        deps["warm"] = deployment(cluster, cohort, rounds, [])
+        deps["warm"] = deployment(cluster, cohort, rounds, [], "warm")
+        if sums:
+            deps["sums"] = deployment(cluster, cohort, rounds, ["deployment.node_sums=true"], "sums")
         if cold:
             deps["cold"] = deployment(cluster, cohort, min(rounds, COLD_ROUNDS),
-                                      ["deployment.warm_trainer=false"])
+                                      ["deployment.warm_trainer=false"], "cold")
     finally:
         cli("cluster", "down", "--dir", cluster, timeout=120)
         shutil.rmtree(cluster, ignore_errors=True)
@@ -170,7 +174,7 @@ def measure(cohort: int, rounds: int, cold: bool) -> dict:
 
 def main(argv: list[str]) -> None:
     plan = [p for p in PLAN if not argv or str(p[0]) in argv]
-    rows = [measure(c, r, cold) for c, r, cold in plan]
+    rows = [measure(c, r, cold, sums) for c, r, cold, sums in plan]
     for r in rows:
         r["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         r["commit"] = machine()["commit"]
@@ -197,6 +201,13 @@ def main(argv: list[str]) -> None:
                     f"{w['round_s_median']} s = Flower's per-message process {w['process_s_median']} s"
                     f" + node work {w['handler_s_median']} s (training {w['train_s_median']} s)"
                     f" + messaging/aggregation {w['rest_s_median']} s"))
+        if "sums_over_sim" in r:
+            n = r["sums_parts"]
+            out.append((f"cohort {r['cohort']}: node sums / simulation",
+                        f"{r['sums_over_sim']} (CPU {r['sums_over_sim_cpu']})  (round {n['round_s_median']} s: "
+                        f"process {n['process_s_median']} s + node work {n['handler_s_median']} s + "
+                        f"rest {n['rest_s_median']} s; CPU by process: " + ", ".join(
+                            f"{k} {v:.2f} s" for k, v in r["sums_cpu_by_role_s_median"].items()) + ")"))
         if "cold_over_sim" in r:
             c = r["cold_parts"]
             out.append((f"cohort {r['cohort']}: warm trainer off / simulation",

@@ -4,7 +4,9 @@ The experiment arrives inside each train message (the resolved TOML), so a node 
 no config file of its own. Each worker process keeps one corpus handle and one
 ``LocalTrainer`` per experiment, so nothing is rebuilt or re-tokenized between clients.
 In a deployment, where Flower starts a fresh process for every message, that process
-hands the work to the node's warm trainer instead (clients/trainer_link.py).
+hands the work to the node's warm trainer instead (clients/trainer_link.py). With
+``deployment.node_sums`` the node returns one summed update for its clients
+(fl_sim/updates.py), summed where they trained (the warm trainer, or this process).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from clients import trainer_link
 from clients.faults import crashes
 from fl_sim import protocol
 from fl_sim.config import ExperimentConfig
+from fl_sim.updates import NodeSum, sum_updates
 
 _CACHE: dict[str, object] = {}
 log = logging.getLogger("fl_sim.clients")
@@ -98,13 +101,16 @@ def train(msg: Message, context: Context) -> Message:
         context, str(config["experiment"]), int(config["server-round"]),
         list(config["client-ids"]), msg.content[protocol.ARRAYS].to_numpy_ndarrays(),
         partitioned="num-partitions" in config)
+    if isinstance(results, NodeSum):
+        return protocol.node_sum_reply(msg, results, failures)
     return protocol.train_reply(msg, results, failures)
 
 
 def node_train(context, experiment_toml: str, server_round: int, client_ids: list[str],
                global_weights: list, *, partitioned: bool
-               ) -> tuple[list[tuple[str, list, dict]], list[tuple[str, str]]]:
-    """One train message's work: ``(results, failures)`` of ``train_clients``.
+               ) -> tuple[list[tuple[str, list, dict]] | NodeSum, list[tuple[str, str]]]:
+    """One train message's work: ``(results, failures)`` of ``train_clients``, the results
+    summed into one ``NodeSum`` with ``deployment.node_sums``.
 
     In a per-message flwr-clientapp process (a deployment) with ``deployment.warm_trainer``,
     the node's warm trainer does it (clients/trainer_link.py); if that trainer cannot, this
@@ -132,6 +138,7 @@ def node_train(context, experiment_toml: str, server_round: int, client_ids: lis
     if partitioned:
         check_ownership(client_ids, corpus.train_client_ids, context)
     results, failures = train_clients(cfg, corpus, trainer, client_ids, global_weights, server_round)
+    results = node_results(cfg, results, global_weights)
     if per_message:
         report_timing(server_round, len(client_ids), "in process", t0,
                       {"build_s": t2 - t1, "train_s": time.perf_counter() - t2})
@@ -197,6 +204,17 @@ def train_clients(cfg: ExperimentConfig, corpus, trainer, client_ids: list[str],
             continue
         results.append((cid, delta, metrics))
     return results, failures
+
+
+def node_results(cfg: ExperimentConfig, results: list[tuple[str, list, dict]], global_weights: list
+                 ) -> list[tuple[str, list, dict]] | NodeSum:
+    """What the node returns for its trained clients: each update, or with
+    ``deployment.node_sums`` their sum, validated by the server's rule against the global
+    weights it was sent."""
+    if not cfg.deployment.node_sums:
+        return results
+    return sum_updates(results, global_weights, weighted=cfg.server.weighted,
+                       max_update_bytes=cfg.server.max_update_bytes)
 
 
 def check_ownership(client_ids: list[str], all_clients: list[str], context: Context) -> None:

@@ -38,6 +38,7 @@ from pathlib import Path
 from clients.trainer_ids import APP_ROOT, trainer_key
 from fl_sim.processes import start_ticks
 from clients.wire import WireError, recv_frame, send_frame
+from fl_sim.updates import NodeSum
 
 __all__ = ["TrainerUnavailable", "connect_or_start", "stop_trainers", "train", "trainer_key"]
 #: A Unix socket path longer than this does not fit in sockaddr_un (108 bytes with the NUL).
@@ -214,8 +215,9 @@ def connect_or_start(directory: Path, key: str, idle_timeout: float) -> tuple[so
 
 
 def train(context, experiment_toml: str, cfg, server_round: int, client_ids: list[str],
-          global_weights: list, check_partition: bool) -> tuple[list, list, dict]:
-    """``(results, failures, timing)`` of ``train_clients`` run by the node's warm trainer."""
+          global_weights: list, check_partition: bool) -> tuple[list | NodeSum, list, dict]:
+    """``(results, failures, timing)`` of ``train_clients`` run by the node's warm trainer
+    (results as ``clients.app.node_results`` gives them)."""
     key = trainer_key(experiment_toml)
     t0 = time.perf_counter()
     sock, started = connect_or_start(node_dir(context), key, cfg.deployment.trainer_idle_timeout)
@@ -246,10 +248,13 @@ def train(context, experiment_toml: str, cfg, server_round: int, client_ids: lis
         error = header.get("error", "unknown error")
         raise (ValueError if header.get("error_type") == "ValueError" else RuntimeError)(
             f"warm trainer: {error}")
-    results, i = [], 0
-    for cid, n, metrics in header["results"]:
-        results.append((str(cid), arrays[i:i + n], metrics))
-        i += n
+    if "node_sum" in header:
+        results = NodeSum([(str(c), m, p) for c, m, p in header["node_sum"]], arrays or None)
+    else:
+        results, i = [], 0
+        for cid, n, metrics in header["results"]:
+            results.append((str(cid), arrays[i:i + n], metrics))
+            i += n
     failures = [(str(c), str(r)) for c, r in header["failures"]]
     timing = {"connect_s": t1 - t0, "started": started, "build_s": header["build_s"],
               "train_s": header["train_s"], "trainer_pid": pid}

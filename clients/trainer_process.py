@@ -137,7 +137,8 @@ class TrainerServer:
     def train(self, header: dict, arrays: list) -> tuple[dict, list]:
         from types import SimpleNamespace
 
-        from clients.app import check_ownership, train_clients, worker_state
+        from clients.app import check_ownership, node_results, train_clients, worker_state
+        from fl_sim.updates import NodeSum
 
         toml = header["experiment"]
         if trainer_key(toml) != self.key:
@@ -153,10 +154,14 @@ class TrainerServer:
                             SimpleNamespace(node_config=header["node_config"]))
         results, failures = train_clients(cfg, corpus, trainer, client_ids, arrays,
                                           int(header["server_round"]))
+        results = node_results(cfg, results, arrays)
         t2 = time.perf_counter()
         reply = {"ok": True, "pid": os.getpid(), "build_s": t1 - t0, "train_s": t2 - t1,
-                 "results": [[cid, len(delta), metrics] for cid, delta, metrics in results],
                  "failures": [list(f) for f in failures]}
+        if isinstance(results, NodeSum):  # deployment.node_sums: one update for the node
+            reply["node_sum"] = [[cid, metrics, problem] for cid, metrics, problem in results.clients]
+            return reply, list(results.total or [])
+        reply["results"] = [[cid, len(delta), metrics] for cid, delta, metrics in results]
         return reply, [d for _, delta, _ in results for d in delta]
 
 

@@ -21,6 +21,7 @@ from fl_sim.data.population import ClientIds
 from fl_sim.fedavg_math import make_server_optimizer, weighted_mean
 from fl_sim.partitioning import ClientPartitions, partition_clients, split_over_nodes
 from fl_sim.sampling import sample_clients
+from fl_sim.updates import NodeSum, check_total, mean_of_sums, sum_updates, update_weight, validate_update
 from strategies.hooks import Accepted, Aggregation
 
 
@@ -76,7 +77,7 @@ class FedAvgDelta(Strategy):
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        results, failed, rejected, answered, raised = [], 0, 0, 0, 0
+        results, sums, failed, rejected, answered, raised = [], [], 0, 0, 0, 0
         self.last_failure = None  # why this round's last failed node or client failed
         for reply in replies:
             answered += 1
@@ -87,7 +88,11 @@ class FedAvgDelta(Strategy):
                     reply.metadata.src_node_id, reply.error.reason)
                 continue
             try:
-                results.extend(protocol.read_train_reply(reply))
+                node_sum = protocol.read_node_sum(reply)
+                if node_sum is not None:
+                    sums.append(node_sum)
+                else:
+                    results.extend(protocol.read_train_reply(reply))
             except ValueError as exc:
                 rejected += 1
                 log(INFO, "round %s: malformed reply rejected: %s", server_round, exc)
@@ -96,7 +101,10 @@ class FedAvgDelta(Strategy):
                 raised += 1
                 self.last_failure = f"client {cid}: {reason}"
                 log(INFO, "round %s: client %s failed: %s", server_round, cid, reason)
-        new, metrics = self.aggregate_results(server_round, results, rejected)
+        if sums:
+            new, metrics = self.aggregate_node_sums(server_round, sums, results, rejected)
+        else:
+            new, metrics = self.aggregate_results(server_round, results, rejected)
         metrics["clients_raised"] = raised
         # Nodes that replied with an error or not at all before server.round_timeout.
         metrics["nodes_failed"] = failed + max(0, len(self.last_plan) - answered)
@@ -118,6 +126,47 @@ class FedAvgDelta(Strategy):
                 accepted.append((cid, delta, metrics))
         # Replies arrive in scheduling order; sorting makes the float sums reproducible.
         accepted.sort(key=lambda t: t[0])
+        return self._finish(server_round, [m for _, _, m in accepted], rejected,
+                            lambda: self.aggregation.step(server_round, accepted, self.current))
+
+    def aggregate_node_sums(self, server_round: int, sums: list[NodeSum],
+                            results: list[Accepted] = (), rejected: int = 0
+                            ) -> tuple[list[np.ndarray] | None, dict]:
+        """``aggregate_results`` for nodes that validated and summed their own clients
+        (``deployment.node_sums``): the same metrics, the same mean up to float64 summation
+        order. ``results``: per-client updates of nodes that did not sum (summed here)."""
+        own = type(self).__name__
+        if self.aggregation.owner != own:
+            raise ValueError(f"round {server_round}: nodes returned summed updates "
+                             f"(deployment.node_sums), but {self.aggregation.owner} needs each "
+                             "client's update")
+        if results:
+            sums = [*sums, sum_updates(results, self.current, weighted=self.cfg.server.weighted,
+                                       max_update_bytes=self.cfg.server.max_update_bytes)]
+        usable, accepted = [], []
+        for node_sum in sums:
+            problem = None if node_sum.total is None else check_total(node_sum.total, self.current)
+            for cid, metrics, why in node_sum.clients:
+                if why is None and problem is not None:
+                    why = f"its node's summed update: {problem}"
+                if why:
+                    rejected += 1
+                    log(INFO, "round %s: client %s rejected: %s", server_round, cid, why)
+                else:
+                    accepted.append((cid, metrics))
+            if node_sum.total is not None and problem is None:
+                usable.append(node_sum)
+        accepted.sort(key=lambda t: t[0])
+        # Replies arrive in scheduling order: add the nodes' sums in client-id order.
+        totals = [s.total for s in sorted(usable, key=lambda s: s.accepted()[0][0])]
+        weight = sum(update_weight(m, self.cfg.server.weighted) for _, m in accepted)
+        return self._finish(server_round, [m for _, m in accepted], rejected,
+                            lambda: (mean_of_sums(totals, weight, self.current), {}))
+
+    def _finish(self, server_round: int, accepted: list[dict], rejected: int,
+                step: Callable[[], tuple[list[np.ndarray], dict]]
+                ) -> tuple[list[np.ndarray] | None, dict]:
+        """Round metrics from the accepted clients' metrics; ``step()`` gives the mean delta."""
         sampled = len(self.last_cohort)
         metrics = {"clients_sampled": sampled, "clients_completed": len(accepted),
                    "clients_failed": max(0, sampled - len(accepted) - rejected),
@@ -126,14 +175,14 @@ class FedAvgDelta(Strategy):
                 not accepted or len(accepted) < self.cfg.server.min_clients):
             metrics["skipped"] = 1
             return None, metrics
-        mean_delta, report = self.aggregation.step(server_round, accepted, self.current)
+        mean_delta, report = step()
         metrics.update(report)
         new = (mean_delta if self.aggregation.sets_weights
                else self.optimizer.step(self.current, mean_delta))
-        n = float(sum(m["num_examples"] for _, _, m in accepted))
+        n = float(sum(m["num_examples"] for m in accepted))
         if n:
             metrics["train_loss"] = float(sum(m["train_loss"] * m["num_examples"]
-                                              for _, _, m in accepted) / n)
+                                              for m in accepted) / n)
         metrics["train_examples"] = int(n)
         metrics["skipped"] = 0
         return new, metrics
@@ -150,21 +199,8 @@ class FedAvgDelta(Strategy):
 
     # -- fl_sim extensions ---------------------------------------------------------------
     def validate(self, delta: list[np.ndarray], metrics: dict) -> str | None:
-        ref = self.current
-        if len(delta) != len(ref):
-            return f"{len(delta)} tensors, expected {len(ref)}"
-        for i, (d, r) in enumerate(zip(delta, ref)):
-            if d.shape != r.shape:
-                return f"tensor {i} has shape {d.shape}, expected {r.shape}"
-            if not np.all(np.isfinite(d)):
-                return f"tensor {i} has non-finite values"
-        if not metrics.get("num_examples", 0) > 0:
-            return "no training examples"
-        limit = self.cfg.server.max_update_bytes
-        size = int(sum(d.nbytes for d in delta))
-        if limit and size > limit:
-            return f"update is {size} bytes, over server.max_update_bytes = {limit}"
-        return None
+        """Why a client's update is rejected, or None (the rule a summing node applies too)."""
+        return validate_update(delta, metrics, self.current, self.cfg.server.max_update_bytes)
 
     # -- composition hooks (strategies/hooks.py): what wrappers and the server loop set ---
     def set_aggregation(self, aggregation: Aggregation) -> None:

@@ -1,0 +1,107 @@
+"""One client update's validity, and a node's sum of its clients' valid updates.
+
+``validate_update`` is the rule the server applies to every client update (shapes, finite
+values, examples > 0, ``server.max_update_bytes``). With ``deployment.node_sums`` a node
+applies the same function to its own clients and returns one :class:`NodeSum` (the weighted
+sum of the valid updates, every client's metrics and verdict) instead of every update, so a
+round moves one update per node instead of one per client. Pure NumPy, no Flower types.
+
+Why a sum and not a mean: the server divides the sum of all nodes' sums by the total weight,
+which is then exactly FedAvg's weighted mean; only the order of the float64 additions differs
+from summing the clients one by one on the server (both add in float64, then round to the
+model's dtype once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: (client id, delta, metrics) of one client update, as a node trained it.
+Result = tuple[str, list[np.ndarray], dict]
+
+
+def validate_update(delta: Sequence[np.ndarray], metrics: dict, reference: Sequence[np.ndarray],
+                    max_update_bytes: int = 0) -> str | None:
+    """Why ``delta`` is not a usable update of ``reference`` (the global weights), or None."""
+    if len(delta) != len(reference):
+        return f"{len(delta)} tensors, expected {len(reference)}"
+    for i, (d, r) in enumerate(zip(delta, reference)):
+        if d.shape != r.shape:
+            return f"tensor {i} has shape {d.shape}, expected {r.shape}"
+        if not np.all(np.isfinite(d)):
+            return f"tensor {i} has non-finite values"
+    if not metrics.get("num_examples", 0) > 0:
+        return "no training examples"
+    size = int(sum(d.nbytes for d in delta))
+    if max_update_bytes and size > max_update_bytes:
+        return f"update is {size} bytes, over server.max_update_bytes = {max_update_bytes}"
+    return None
+
+
+def update_weight(metrics: dict, weighted: bool) -> float:
+    """A client's FedAvg weight: its example count (``server.weighted``), else 1."""
+    return float(metrics["num_examples"]) if weighted else 1.0
+
+
+@dataclass
+class NodeSum:
+    """A node's clients summed: ``clients`` sorted by id as (id, metrics, None if accepted
+    else why it was rejected); ``total`` the float64 weighted sum of the accepted updates,
+    None when none was accepted."""
+
+    clients: list[tuple[str, dict, str | None]]
+    total: list[np.ndarray] | None
+
+    def accepted(self) -> list[tuple[str, dict]]:
+        return [(cid, m) for cid, m, problem in self.clients if problem is None]
+
+
+def sum_updates(results: Sequence[Result], reference: Sequence[np.ndarray], *, weighted: bool,
+                max_update_bytes: int = 0) -> NodeSum:
+    """Validate each update against ``reference`` and sum the valid ones, weighted.
+
+    In sorted client-id order, in float64 (as ``fedavg_math.weighted_mean`` accumulates), so
+    the sum does not depend on the order the clients trained in.
+    """
+    clients, total = [], None
+    for cid, delta, metrics in sorted(results, key=lambda r: r[0]):
+        problem = validate_update(delta, metrics, reference, max_update_bytes)
+        clients.append((cid, metrics, problem))
+        if problem is not None:
+            continue
+        w = np.float64(update_weight(metrics, weighted))
+        if total is None:
+            total = [np.zeros(r.shape, dtype=np.float64) for r in reference]
+        for acc, d in zip(total, delta):
+            acc += w * d
+    return NodeSum(clients, total)
+
+
+def check_total(total: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> str | None:
+    """Why a node's summed update cannot be used (the server's check of a NodeSum), or None."""
+    if len(total) != len(reference):
+        return f"{len(total)} tensors, expected {len(reference)}"
+    for i, (t, r) in enumerate(zip(total, reference)):
+        if t.shape != r.shape:
+            return f"tensor {i} has shape {t.shape}, expected {r.shape}"
+        if not np.all(np.isfinite(t)):
+            return f"tensor {i} has non-finite values"
+    return None
+
+
+def mean_of_sums(totals: Sequence[Sequence[np.ndarray]], weight: float,
+                 reference: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The weighted mean from nodes' totals (in the given order) and the total weight, in
+    ``reference``'s dtypes."""
+    if not totals or weight <= 0:
+        raise ValueError("mean_of_sums needs at least one total and a positive weight")
+    out = []
+    for i, ref in enumerate(reference):
+        acc = np.zeros(ref.shape, dtype=np.float64)
+        for t in totals:
+            acc += t[i]
+        out.append((acc / weight).astype(ref.dtype))
+    return out
