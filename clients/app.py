@@ -130,7 +130,8 @@ def node_train(context, experiment_toml: str, server_round: int, client_ids: lis
                 print(f"fl-sim node: round {server_round}: warm trainer unavailable ({exc}); "
                       "training in this process", file=sys.stderr, flush=True)
             else:
-                report_timing(server_round, len(client_ids), "warm trainer", t0, timing)
+                report_timing(server_round, len(client_ids), "warm trainer", t0, timing,
+                              summed=isinstance(results, NodeSum))
                 return results, failures
     t1 = time.perf_counter()
     cfg, corpus, trainer = worker_state(experiment_toml)
@@ -141,7 +142,8 @@ def node_train(context, experiment_toml: str, server_round: int, client_ids: lis
     results = node_results(cfg, results, global_weights)
     if per_message:
         report_timing(server_round, len(client_ids), "in process", t0,
-                      {"build_s": t2 - t1, "train_s": time.perf_counter() - t2})
+                      {"build_s": t2 - t1, "train_s": time.perf_counter() - t2},
+                      summed=isinstance(results, NodeSum))
     return results, failures
 
 
@@ -153,7 +155,8 @@ def experiment_config(experiment_toml: str) -> ExperimentConfig:
     return from_dict(tomllib.loads(experiment_toml), where="<experiment from server>")
 
 
-def report_timing(server_round: int, n_clients: int, where: str, t0: float, timing: dict) -> None:
+def report_timing(server_round: int, n_clients: int, where: str, t0: float, timing: dict, *,
+                  summed: bool = False) -> None:
     """One line per message on the SuperNode's log: where a deployment round's time goes.
 
     ``process`` is this flwr-clientapp process's age when the handler began (Python, Flower's
@@ -168,6 +171,8 @@ def report_timing(server_round: int, n_clients: int, where: str, t0: float, timi
                  f", build {timing['build_s']:.2f} s, train {timing['train_s']:.2f} s)")
     else:
         line += f" (build {timing['build_s']:.2f} s, train {timing['train_s']:.2f} s)"
+    if summed:  # deployment.node_sums: the reply carries one summed update
+        line += ", summed"
     print(line, file=sys.stderr, flush=True)
 
 

@@ -85,43 +85,43 @@ def test_cluster_run_matches_simulation(cluster, tmp_path, warm):
 
 
 def test_cluster_run_with_node_sums_matches_per_client_aggregation(cluster, tmp_path):
-    """deployment.node_sums: each SuperNode's warm trainer validates and sums its 2 clients.
+    """deployment.node_sums: each SuperNode's warm trainer validates and sums its clients.
 
-    Against the simulation without node sums, which the test above shows equals the
-    per-client deployment run exactly. Counts must be identical; numbers may differ only by
-    float summation order: both sum in float64 and round the mean to float32 once, so a
-    round's mean differs by at most 1 float32 ulp (~1.2e-7 relative), and 2 rounds of local
-    SGD on weights moved by that much stay within relative 1e-5 (atol 1e-6 for entries near 0).
+    Against the same cluster run without node sums. Counts must be identical; numbers may
+    differ only by float summation order: both sum in float64 and round the mean to float32
+    once, so a round's mean differs by at most 1 float32 ulp (~1.2e-7 relative), and 2 rounds
+    of local SGD on weights moved by that much stay within relative 1e-5 (atol 1e-6 for
+    entries near 0).
     """
     logs = sorted((cluster / "logs").glob("supernode-*.log"))
-    seen = [p.read_text().count("fl-sim node: round") for p in logs]
-    dep = run_cli("cluster", "run", "--dir", cluster, SMOKE, "--rounds", 2, "--out", tmp_path / "dep",
-                  "--set", "deployment.node_sums=true", "--timeout", 400, timeout=450)
-    assert dep.returncode == 0, dep.stdout[-4000:] + dep.stderr[-4000:]
-    (dep_dir,) = run_dirs(tmp_path / "dep", "smoke")
-    assert "node_sums = true" in (dep_dir / "config.resolved.toml").read_text()
-    for p, n in zip(logs, seen):  # both nodes trained, by their warm trainers
-        lines = [x for x in p.read_text().splitlines() if x.startswith("fl-sim node: round")][n:]
-        assert len(lines) == 2 and all("2 clients warm trainer:" in x for x in lines), lines
-    sim = run_cli("run", SMOKE, "--rounds", 2, "--out", tmp_path / "sim")
-    assert sim.returncode == 0, sim.stdout + sim.stderr
-    (sim_dir,) = run_dirs(tmp_path / "sim", "smoke")
-
+    runs = {}
+    for sums in (True, False):
+        seen = [p.read_text().count("fl-sim node: round") for p in logs]
+        out = tmp_path / ("sums" if sums else "per-client")
+        dep = run_cli("cluster", "run", "--dir", cluster, SMOKE, "--rounds", 2, "--out", out,
+                      "--set", f"deployment.node_sums={str(sums).lower()}", "--timeout", 400,
+                      timeout=450)
+        assert dep.returncode == 0, dep.stdout[-4000:] + dep.stderr[-4000:]
+        (runs[sums],) = run_dirs(out, "smoke")
+        for p, n in zip(logs, seen):  # both nodes trained, by their warm trainers, summing or not
+            lines = [x for x in p.read_text().splitlines() if x.startswith("fl-sim node: round")][n:]
+            assert len(lines) == 2 and all(" clients warm trainer:" in x and x.endswith(", summed") == sums
+                                           for x in lines), lines
     counts = ("type", "round", "clients_sampled", "clients_completed", "clients_failed",
               "clients_rejected", "clients_raised", "nodes_failed", "train_examples", "skipped")
-    dep_rows, sim_rows = rows(dep_dir), rows(sim_dir)
-    assert [r["type"] for r in dep_rows] == ["round", "round", "final"]
-    assert [{k: r.get(k) for k in counts} for r in dep_rows] == \
-        [{k: r.get(k) for k in counts} for r in sim_rows]
-    assert dep_rows[0]["clients_completed"] == 4
-    for a, b in zip(dep_rows, sim_rows):
+    summed, per_client = rows(runs[True]), rows(runs[False])
+    assert [r["type"] for r in summed] == ["round", "round", "final"]
+    assert [{k: r.get(k) for k in counts} for r in summed] == \
+        [{k: r.get(k) for k in counts} for r in per_client]
+    assert summed[0]["clients_completed"] == 4
+    for a, b in zip(summed, per_client):
         assert a.keys() == b.keys()
         for k in a.keys() - set(counts):
             if isinstance(a[k], float):
                 assert a[k] == pytest.approx(b[k], rel=1e-5), k
             else:
                 assert a[k] == b[k], k
-    with np.load(dep_dir / "final_weights.npz") as a, np.load(sim_dir / "final_weights.npz") as b:
+    with np.load(runs[True] / "final_weights.npz") as a, np.load(runs[False] / "final_weights.npz") as b:
         assert a.files == b.files
         for k in a.files:
             np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
