@@ -16,6 +16,7 @@ help:
 	@echo "make test-kernels  the numeric tests under other float kernels (CI runs them too)"
 	@echo "make install    create .venv with the pinned dependencies"
 	@echo "make bench      run the performance benchmarks (table in docs/performance.md)"
+	@echo "make bench-pfl  build .venv-pfl (pfl-research 0.6.0, 2.4 GB) and run fl_sim vs pfl"
 	@echo "make test-compose  docker-compose cluster end to end (root; docs/deployment.md)"
 	@echo "make flwr-run   the default experiment through Flower's own CLI (flwr run .)"
 
@@ -84,6 +85,16 @@ $(REF_STAMP): tests/reference/requirements-ref.txt scripts/make_ref_venv.sh
 .PHONY: bench
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
+
+# make bench-pfl: fl_sim vs Apple's pfl-research on the same job (benchmarks/bench_pfl.py,
+# issue 18 §4), then the table. Builds .venv-pfl (scripts/make_pfl_venv.sh, pins in
+# benchmarks/requirements-pfl.txt) first; `make bench` includes it once the venv exists.
+PFL_STAMP := .venv-pfl/.installed
+$(PFL_STAMP): benchmarks/requirements-pfl.txt scripts/make_pfl_venv.sh
+	PYTHON_PFL=$(PYTHON) bash scripts/make_pfl_venv.sh
+.PHONY: bench-pfl
+bench-pfl: $(STAMP) $(PFL_STAMP)
+	$(PY) -m benchmarks.run_all bench_pfl
 
 # make test-compose: the docker-compose cluster end to end (scripts/compose_e2e.sh: private
 # dockerd, debootstrap base image, image build, 2-round run with TLS + SuperNode auth).

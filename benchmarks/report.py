@@ -63,11 +63,33 @@ def _deploy_rows(d: dict, m: dict) -> list[str]:
     return out
 
 
+def _pfl_rows(r: dict, m: dict) -> list[str]:
+    target = r["target"]["fl_sim_over_pfl_round_max"]
+    runs = len(r["cases"]["pfl"])
+    b = r["breakdown"]
+
+    def mean(xs):
+        return sum(xs) / len(xs)
+
+    return [
+        f"| vs pfl-research {r['pfl_versions']['pfl']}, cohort {r['cohort']}: fl_sim / pfl time per round "
+        f"(rounds 2..{r['rounds']}, {runs} runs each) | {r['fl_sim_over_pfl_round']:.2f} "
+        f"({mean(r['fl_sim_round_s']):.2f} vs {mean(r['pfl_round_s']):.2f} s) | <= {target} "
+        f"| {_met(r['met'])} | {_load_text(r)} |",
+        f"| vs pfl-research: same, in CPU seconds (load-robust) | {r['fl_sim_over_pfl_round_cpu']:.2f} | | | |",
+        f"| vs pfl-research: fl_sim / pfl end to end (startup included, same job) "
+        f"| {r['fl_sim_over_pfl_end_to_end']:.2f} | | | |",
+        f"| vs pfl-research: local training + the rest, per round (fl_sim; pfl) "
+        f"| {mean(b['fl_sim_pure_local_round_s']):.2f} + {mean(b['fl_sim_overhead_round_s']):.2f} s; "
+        f"{mean(b['pfl_local_train_round_s']):.2f} + {mean(b['pfl_overhead_round_s']):.2f} s | | | |",
+    ]
+
+
 def table() -> str:
     lines = []
     runs = {n: _load(n) for n in ("bench_overhead", "bench_flower", "bench_workers",
                                   "bench_population", "bench_export", "bench_xla", "profile_step",
-                                  "bench_deploy",
+                                  "bench_deploy", "bench_pfl",
                                   "run_all")}
     any_r = runs["run_all"] or next((r for r in runs.values() if r), None)  # the run's own date
     if any_r is None:
@@ -130,6 +152,8 @@ def table() -> str:
     d = runs["bench_deploy"]
     if d:
         lines += _deploy_rows(d, m)
+    if runs["bench_pfl"]:
+        lines += _pfl_rows(runs["bench_pfl"], m)
     p = runs["bench_population"]
     if p:
         t = p["target"]
