@@ -17,9 +17,9 @@ shape ([batch, seq_len]); the masked loss ignores the padding. The one differenc
 iterates a user's data in the same order every epoch, fl_sim reshuffles it per epoch (the
 same arithmetic per step either way).
 
-Measured: wall and CPU seconds per round (``after_central_iteration`` marks), the seconds
-spent in local training (``train_one_user``: the SGD steps and the model difference) per
-round, process startup to the end of the last round. Prints one ``BENCH-RESULT {json}``.
+Measured: wall and CPU seconds per round (``after_central_iteration`` marks), the wall and
+CPU seconds spent in local training (``train_one_user``: the SGD steps and the model
+difference) per round, process startup to the end of the last round. Prints one ``BENCH-RESULT {json}``.
 """
 
 from __future__ import annotations
@@ -114,29 +114,32 @@ def main(argv: list[str]) -> int:
     model = TFModel(model=keras_model, metrics={},
                     central_optimizer=tf_keras.optimizers.SGD(m["server_lr"]))
 
-    local_s = [0.0]
+    local_s = [0.0, 0.0]  # wall, CPU seconds in train_one_user so far
 
     class TimedFedAvg(FederatedAveraging):
         def train_one_user(self, *a, **kw):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return super().train_one_user(*a, **kw)
             finally:
                 local_s[0] += time.perf_counter() - t0
+                local_s[1] += time.process_time() - c0
 
-    marks, cpu_marks, local_marks = [], [], []
+    marks, cpu_marks, local_marks, local_cpu_marks = [], [], [], []
+
+    def mark():
+        marks.append(time.perf_counter())
+        cpu_marks.append(time.process_time())
+        local_marks.append(local_s[0])
+        local_cpu_marks.append(local_s[1])
 
     class Clock(TrainingProcessCallback):
         def on_train_begin(self, *, model):
-            marks.append(time.perf_counter())
-            cpu_marks.append(time.process_time())
-            local_marks.append(local_s[0])
+            mark()
             return Metrics()
 
         def after_central_iteration(self, aggregate_metrics, model, *, central_iteration):
-            marks.append(time.perf_counter())
-            cpu_marks.append(time.process_time())
-            local_marks.append(local_s[0])
+            mark()
             return False, Metrics()
 
     train = FederatedDataset(make_dataset_fn=make_dataset, user_sampler=lambda: next(replay))
@@ -161,7 +164,8 @@ def main(argv: list[str]) -> int:
     diffs = lambda xs: [round(b - a, 4) for a, b in zip(xs, xs[1:])]  # noqa: E731
     final = [w.numpy() for w in keras_model.trainable_variables]
     emit({"round_times_s": diffs(marks), "round_cpu_s": diffs(cpu_marks),
-          "local_train_s": diffs(local_marks), "users_sampled": used,
+          "local_train_s": diffs(local_marks), "local_train_cpu_s": diffs(local_cpu_marks),
+          "users_sampled": used,
           "steps_per_round": [sum(steps_of[c] for c in row) for row in job["cohorts"]],
           "startup_s": round(t_setup - T_START, 2), "total_s": round(t_end - T_START, 2),
           "parameters": n_params,

@@ -78,7 +78,7 @@ CUDA_VISIBLE_DEVICES="" TF_CPP_MIN_LOG_LEVEL=3 TF_USE_LEGACY_KERAS=1 "$VENV/bin/
 import tensorflow as tf, tf_keras, pfl
 from pfl.model.tensorflow import TFModel
 from pfl.algorithm import FederatedAveraging
-assert tf.keras.__version__.startswith("2."), f"tf.keras is Keras {tf.keras.__version__}, expected tf_keras 2.x"
+assert tf.keras.__name__.startswith("tf_keras"), f"tf.keras is {tf.keras.__name__}, expected tf_keras (Keras 2)"
 print("make_pfl_venv: pfl", pfl.__version__, "imports with tensorflow", tf.__version__, "and tf_keras", tf_keras.__version__)
 ' 2> >(grep -v "Unable to register cu\|is_gpu_available\|Instructions for updating\|list_physical_devices" >&2)
 echo "$want" > "$STAMP"
