@@ -44,7 +44,10 @@ from pathlib import Path
 from benchmarks.common import QUICK, REPO, RESULT_TAG, loadavg, median, ratio, run_case, show, write_result
 
 EXPERIMENT = "experiments/demo.toml"
-COHORT, ROUNDS = (3, 2) if QUICK else (10, 5)
+COHORT, ROUNDS = (3, 2) if QUICK else (10, int(os.environ.get("BENCH_PFL_ROUNDS", "5")))
+# Runs per framework: 2 = fl_sim, pfl, pfl, fl_sim (ABBA); 1 = fl_sim, pfl (for a machine so
+# loaded that four runs do not fit the time at hand). BENCH_PFL_ROUNDS likewise (1 warm-up).
+REPEATS = 1 if QUICK else int(os.environ.get("BENCH_PFL_REPEATS", "2"))
 OVERRIDES = ["experiment.compare=[]", "model.kind=\"si_cifg\"", f"server.clients_per_round={COHORT}",
              "data.min_client_sequences=128", "data.max_sequences_per_client=128",
              "simulation.num_workers=2"]
@@ -71,7 +74,7 @@ def export(path: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_pfl(job: Path, timeout: float = 1800) -> dict:
+def run_pfl(job: Path, timeout: float = 3600) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
            "CUDA_VISIBLE_DEVICES": ""}
     before = loadavg()
@@ -101,6 +104,10 @@ def run_sim(case: dict) -> dict:
         return {**run_case(case), "ray_startup_retried": True}
 
 
+def _avg(xs: list[float] | None) -> str:
+    return f"{sum(xs) / len(xs):.2f}" if xs else "-"
+
+
 def _mean(xss: list[list[float]]) -> list[float]:
     return [round(sum(xs) / len(xs), 4) for xs in zip(*xss)]
 
@@ -113,17 +120,32 @@ def main() -> int:
         job = Path(tmp) / "job.npz"
         meta = export(job)
         case = {"experiment": EXPERIMENT, "overrides": OVERRIDES, "rounds": ROUNDS}
-        sims, pfls = [run_sim({**case, "kind": "sim"})], []
-        pfls += [run_pfl(job), run_pfl(job)]
-        sims.append(run_sim({**case, "kind": "sim"}))
-        pure = run_case({**case, "kind": "pure"})
+        order = ["fl_sim", "pfl", "pfl", "fl_sim"][:2 * REPEATS] if REPEATS <= 2 else \
+            ["fl_sim", "pfl", "pfl", "fl_sim"] * (REPEATS // 2) + ["fl_sim", "pfl"] * (REPEATS % 2)
+        order.append("fl_sim pure")
+        sims, pfls, pure = [], [], None
+        for side in order:
+            if side == "fl_sim":
+                sims.append(run_sim({**case, "kind": "sim"}))
+            elif side == "pfl":
+                pfls.append(run_pfl(job))
+            else:
+                pure = run_case({**case, "kind": "pure"})
+            if sims and pfls:
+                # Written after every case: a run stopped early (a loaded machine) keeps its numbers.
+                payload = summarize(meta, sims, pfls, pure, order)
+                write_result("bench_pfl", payload)
+    return report(payload)
+
+
+def summarize(meta: dict, sims: list[dict], pfls: list[dict], pure: dict | None, order: list[str]) -> dict:
     steady = slice(1, None)
     sim_round = _mean([s["round_times_s"][steady] for s in sims])
     pfl_round = _mean([p["round_times_s"][steady] for p in pfls])
     pfl_local = _mean([p["local_train_s"][steady] for p in pfls])
     pfl_local_cpu = _mean([p["local_train_cpu_s"][steady] for p in pfls])
-    pure_round = pure["round_times_s"][steady]
-    pure_cpu = pure["round_cpu_s"][steady]
+    pure_round = pure["round_times_s"][steady] if pure else None
+    pure_cpu = pure["round_cpu_s"][steady] if pure else None
     sim_cpu = _mean([s["round_cpu_s"] for s in sims])  # rounds 2..R (cases.py)
     pfl_cpu = _mean([p["round_cpu_s"][steady] for p in pfls])
     # End to end, the same job: fl_sim's process minus its extra, evaluated last round.
@@ -131,9 +153,11 @@ def main() -> int:
     pfl_e2e = [p["process_wall_s"] for p in pfls]
     per_round = ratio(sum(sim_round), sum(pfl_round))
     params = {"fl_sim": meta["parameters"], "pfl": pfls[0]["parameters"]}
+    done = [*(["fl_sim"] * len(sims)), *(["pfl"] * len(pfls)), *(["fl_sim pure"] if pure else [])]
     payload = {
         "target": {"fl_sim_over_pfl_round_max": TARGET}, "met": bool(per_round and per_round <= TARGET),
         "cohort": COHORT, "rounds": ROUNDS, "job": meta,
+        "complete": sorted(done) == sorted(order),
         "parameters": params, "parameters_equal": params["fl_sim"] == params["pfl"],
         "ref_logits_max_abs_diff": max(p["ref_logits_max_abs_diff"] for p in pfls),
         "steps_per_round": pfls[0]["steps_per_round"],
@@ -146,7 +170,7 @@ def main() -> int:
         # Where a round's time goes: local SGD vs everything else the framework does.
         # (pure is one thread in one process: its wall time is not fl_sim's two workers')
         "breakdown": {"fl_sim_local_cpu_s": pure_cpu,
-                      "fl_sim_rest_cpu_s": [round(a - b, 4) for a, b in zip(sim_cpu, pure_cpu)],
+                      "fl_sim_rest_cpu_s": [round(a - b, 4) for a, b in zip(sim_cpu, pure_cpu)] if pure else None,
                       "fl_sim_pure_local_round_s": pure_round,
                       "pfl_local_cpu_s": pfl_local_cpu,
                       "pfl_rest_cpu_s": [round(a - b, 4) for a, b in zip(pfl_cpu, pfl_local_cpu)],
@@ -154,8 +178,8 @@ def main() -> int:
                       "pfl_rest_round_s": [round(a - b, 4) for a, b in zip(pfl_round, pfl_local)],
                       "pfl_startup_s": [p["startup_s"] for p in pfls]},
         "pfl_versions": pfls[0]["versions"], "pfl_tf_threads": pfls[0]["tf_threads"],
-        "order": ["fl_sim", "pfl", "pfl", "fl_sim", "fl_sim pure"],
-        "cases": {"fl_sim": sims, "pfl": pfls, "fl_sim_pure": pure},
+        "order": order,
+        "cases": {"fl_sim": sims, "pfl": pfls, **({"fl_sim_pure": pure} if pure else {})},
     }
     problems = []
     if not payload["parameters_equal"]:
@@ -167,20 +191,29 @@ def main() -> int:
     if not all(p["weights_moved"] for p in pfls):
         problems.append("pfl's global weights did not change")
     payload["problems"] = problems
+    return payload
+
+
+def report(payload: dict) -> int:
     path = write_result("bench_pfl", payload)
+    params, problems = payload["parameters"], payload["problems"]
+    sim_round, pfl_round = payload["fl_sim_round_s"], payload["pfl_round_s"]
+    b = payload["breakdown"]
+    sims = payload["cases"]["fl_sim"]
+    last = (payload["cases"].get("fl_sim_pure") or payload["cases"]["pfl"][-1])["loadavg_after"]
     show("fl_sim vs pfl-research (same model, data, cohorts, steps)", [
         ("parameters (fl_sim, pfl)", f"{params['fl_sim']:,}, {params['pfl']:,}"),
         ("forward pass, max |logit difference|", f"{payload['ref_logits_max_abs_diff']:.1e}"),
-        ("fl_sim / pfl, seconds per steady round", f"{per_round}  ({sum(sim_round) / len(sim_round):.2f} s "
+        ("fl_sim / pfl, seconds per steady round", f"{payload['fl_sim_over_pfl_round']}  "
+         f"({sum(sim_round) / len(sim_round):.2f} s "
          f"vs {sum(pfl_round) / len(pfl_round):.2f} s per round)"),
         ("fl_sim / pfl, CPU seconds per round", payload["fl_sim_over_pfl_round_cpu"]),
         ("fl_sim / pfl, end to end (same job)", f"{payload['fl_sim_over_pfl_end_to_end']}  "
-         f"({median(sim_e2e):.0f} s vs {median(pfl_e2e):.0f} s)"),
-        ("CPU s per round, local training + rest: fl_sim", f"{sum(pure_cpu) / len(pure_cpu):.2f} + "
-         f"{(sum(sim_cpu) - sum(pure_cpu)) / len(sim_cpu):.2f}"),
-        ("CPU s per round, local training + rest: pfl", f"{sum(pfl_local_cpu) / len(pfl_local_cpu):.2f} + "
-         f"{(sum(pfl_cpu) - sum(pfl_local_cpu)) / len(pfl_cpu):.2f}"),
-        ("load average (start, end)", f"{sims[0]['loadavg_before']} -> {pure['loadavg_after']}"),
+         f"({median(payload['fl_sim_end_to_end_s']):.0f} s vs {median(payload['pfl_end_to_end_s']):.0f} s)"),
+        ("CPU s per round, local training: fl_sim (pure run), pfl",
+         f"{_avg(b['fl_sim_local_cpu_s'])}, {_avg(b['pfl_local_cpu_s'])}"),
+        ("CPU s per round, the rest: fl_sim, pfl", f"{_avg(b['fl_sim_rest_cpu_s'])}, {_avg(b['pfl_rest_cpu_s'])}"),
+        ("load average (start, end)", f"{sims[0]['loadavg_before']} -> {last}"),
         ("target", f"<= {TARGET}: {'met' if payload['met'] else 'MISSED'}"),
         *((("PROBLEM", p) for p in problems)), ("written", path)])
     return 1 if problems else 0

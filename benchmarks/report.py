@@ -69,7 +69,7 @@ def _pfl_rows(r: dict, m: dict) -> list[str]:
     b = r["breakdown"]
 
     def mean(xs):
-        return sum(xs) / len(xs)
+        return sum(xs) / len(xs) if xs else float("nan")  # nan: that run was not made
 
     return [
         f"| vs pfl-research {r['pfl_versions']['pfl']}, cohort {r['cohort']}: fl_sim / pfl time per round "
