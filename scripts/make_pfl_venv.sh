@@ -80,6 +80,6 @@ from pfl.model.tensorflow import TFModel
 from pfl.algorithm import FederatedAveraging
 assert tf.keras.__name__.startswith("tf_keras"), f"tf.keras is {tf.keras.__name__}, expected tf_keras (Keras 2)"
 print("make_pfl_venv: pfl", pfl.__version__, "imports with tensorflow", tf.__version__, "and tf_keras", tf_keras.__version__)
-' 2> >(grep -v "Unable to register cu\|is_gpu_available\|Instructions for updating\|list_physical_devices" >&2)
+' 2> >(grep -v "Unable to register cu\|is_gpu_available\|Instructions for updating\|list_physical_devices\|^[IW]0000 \|absl::InitializeLog" >&2)
 echo "$want" > "$STAMP"
 echo "make_pfl_venv: done in $(( $(date +%s) - start )) s"
