@@ -220,6 +220,9 @@ def main() -> None:
     _, tail = rest.split(END, 1)
     DOC.write_text(f"{head}{BEGIN}\n{table()}\n{END}{tail}", encoding="utf-8")
     print(f"wrote {DOC}")
+    from benchmarks import summary_json
+
+    print(f"wrote {summary_json.write()}")
 
 
 if __name__ == "__main__":
