@@ -73,7 +73,7 @@ def _pfl_rows(r: dict, m: dict) -> list[str]:
 
     return [
         f"| vs pfl-research {r['pfl_versions']['pfl']}, cohort {r['cohort']}: fl_sim / pfl time per round "
-        f"(rounds 2..{r['rounds']}, {runs} runs each) | {r['fl_sim_over_pfl_round']:.2f} "
+        f"(rounds 2..{r['rounds']}, {runs} run{'s' if runs > 1 else ''} each) | {r['fl_sim_over_pfl_round']:.2f} "
         f"({mean(r['fl_sim_round_s']):.2f} vs {mean(r['pfl_round_s']):.2f} s) | <= {target} "
         f"| {_met(r['met'])} | {_load_text(r)} |",
         f"| vs pfl-research: same, in CPU seconds (load-robust) | {r['fl_sim_over_pfl_round_cpu']:.2f} | | | |",

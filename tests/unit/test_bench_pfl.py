@@ -120,3 +120,38 @@ def test_pfl_model_computes_fl_sims_function(job, tmp_path):
     # Same TF 2.21 kernels on both sides, same weights and ops: float32 rounding only
     # (measured 0.0 on this machine); 1e-4 would flag a different equation, not noise.
     assert out["diff"] < 1e-4
+
+
+def _sim(rounds, cpu, wall):
+    return {"round_times_s": rounds, "round_cpu_s": cpu, "process_wall_s": wall,
+            "final_round_with_eval_s": 1.0, "loadavg_before": [2.0], "loadavg_after": [3.0]}
+
+
+def _pfl(rounds, cpu, local, local_cpu, wall):
+    return {"round_times_s": rounds, "round_cpu_s": cpu, "local_train_s": local,
+            "local_train_cpu_s": local_cpu, "process_wall_s": wall, "startup_s": 4.0,
+            "parameters": 10, "ref_logits_max_abs_diff": 0.0, "weights_moved": True,
+            "steps_per_round": [32, 32, 32], "versions": {"pfl": "0.6.0"}, "tf_threads": "default",
+            "loadavg_before": [3.0], "loadavg_after": [4.0]}
+
+
+def test_summary_ratios_use_steady_rounds_and_show_in_the_table():
+    from benchmarks import bench_pfl, report
+
+    # Round 1 is warm-up on both sides; sim's round_cpu_s already starts at round 2 (cases.py).
+    sims = [_sim([50.0, 2.0, 4.0], [1.0, 2.0], 31.0), _sim([60.0, 4.0, 6.0], [3.0, 2.0], 41.0)]
+    pfls = [_pfl([9.0, 4.0, 4.0], [8.0, 2.0, 2.0], [8.0, 3.5, 3.5], [7.0, 1.9, 1.9], 20.0)]
+    pure = {"round_times_s": [9.0, 1.5, 1.5], "round_cpu_s": [9.0, 1.4, 1.6], "loadavg_after": [1.0]}
+    p = bench_pfl.summarize({"parameters": 10}, sims, pfls, pure, ["fl_sim", "pfl", "fl_sim", "fl_sim pure"])
+    assert p["fl_sim_round_s"] == [3.0, 5.0] and p["fl_sim_over_pfl_round"] == 1.0   # 8 s / 8 s
+    assert p["fl_sim_over_pfl_round_cpu"] == 1.0                                       # 4 / 4
+    assert p["fl_sim_over_pfl_end_to_end"] == 1.75 and p["met"] and p["complete"]       # 35 s / 20 s
+    assert p["breakdown"]["fl_sim_rest_cpu_s"] == [0.6, 0.4] and p["problems"] == []
+    rows = report._pfl_rows(p, {})
+    assert rows[0].startswith("| vs pfl-research 0.6.0, cohort 10: fl_sim / pfl time per round (rounds 2..")
+    assert "| 1.00 (4.00 vs 4.00 s) | <= 1.0 | met |" in rows[0]
+    assert "1.50 + 0.50; 1.90 + 0.10" in rows[3]
+    # A run stopped before its pure case still summarises (and the table shows nan for it).
+    q = bench_pfl.summarize({"parameters": 10}, sims[:1], pfls, None, ["fl_sim", "pfl", "fl_sim pure"])
+    assert not q["complete"] and q["breakdown"]["fl_sim_local_cpu_s"] is None
+    assert "nan + nan" in report._pfl_rows(q, {})[3]
