@@ -56,23 +56,7 @@ if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input \
 fi
 "$VENV/bin/python" -m pip check
 # Every installed distribution must be one of the pins (nothing resolved behind our back).
-"$VENV/bin/python" - "$REQ" <<'EOF'
-import re, subprocess, sys
-canon = lambda s: re.sub(r"[-_.]+", "-", s).lower()
-pins = {}
-for line in open(sys.argv[1]):
-    line = line.split("#", 1)[0].strip()
-    if line:
-        name, ver = line.split("==")
-        pins[canon(name)] = ver.strip()
-frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all"], check=True,
-                        capture_output=True, text=True).stdout.split()
-got = {canon(n): v for n, v in (l.split("==") for l in frozen)}
-got.pop("pip", None)  # pip itself comes with the interpreter's ensurepip
-bad = {n: (pins.get(n), got.get(n)) for n in pins.keys() | got.keys() if pins.get(n) != got.get(n)}
-if bad:
-    sys.exit(f"make_pfl_venv: error: installed != pinned (name: (pinned, installed)): {bad}")
-EOF
+"$VENV/bin/python" scripts/check_pins.py "$REQ" make_pfl_venv
 # Fail here, not in the benchmark, if the pins do not import together (and Keras 2 it is).
 CUDA_VISIBLE_DEVICES="" TF_CPP_MIN_LOG_LEVEL=3 TF_USE_LEGACY_KERAS=1 "$VENV/bin/python" -c '
 import tensorflow as tf, tf_keras, pfl

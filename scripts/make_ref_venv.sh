@@ -48,23 +48,7 @@ if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input \
 fi
 # Every installed distribution must be one of the pins (nothing resolved behind our back).
 "$VENV/bin/python" -m pip check
-"$VENV/bin/python" - "$REQ" <<'EOF'
-import re, subprocess, sys
-canon = lambda s: re.sub(r"[-_.]+", "-", s).lower()
-pins = {}
-for line in open(sys.argv[1]):
-    line = line.split("#", 1)[0].strip()
-    if line:
-        name, ver = line.split("==")
-        pins[canon(name)] = ver.strip()
-frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all"], check=True,
-                        capture_output=True, text=True).stdout.split()
-got = {canon(n): v for n, v in (l.split("==") for l in frozen)}
-got.pop("pip", None)  # pip itself comes with the interpreter's ensurepip
-bad = {n: (pins.get(n), got.get(n)) for n in pins.keys() | got.keys() if pins.get(n) != got.get(n)}
-if bad:
-    sys.exit(f"make_ref_venv: error: installed != pinned (name: (pinned, installed)): {bad}")
-EOF
+"$VENV/bin/python" scripts/check_pins.py "$REQ" make_ref_venv
 # Fail here, not in the test, if the pins do not import together.
 CUDA_VISIBLE_DEVICES="" TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -c 'import tensorflow_privacy as tfp; from tensorflow_privacy import GaussianSumQuery, QuantileAdaptiveClipSumQuery, compute_dp_sgd_privacy; print("make_ref_venv: tensorflow-privacy", tfp.__version__, "imports"); import autodp.transformer_zoo; print("make_ref_venv: autodp imports")' 2> >(grep -v "Unable to register cu" >&2)
 echo "$want" > "$STAMP"
