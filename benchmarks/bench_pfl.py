@@ -38,10 +38,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.common import QUICK, REPO, RESULT_TAG, loadavg, median, ratio, run_case, show, write_result
+from benchmarks.common import QUICK, REPO, median, ratio, run_case, run_tagged, show, write_result
 
 EXPERIMENT = "experiments/demo.toml"
 COHORT, ROUNDS = (3, 2) if QUICK else (10, int(os.environ.get("BENCH_PFL_ROUNDS", "5")))
@@ -75,20 +74,8 @@ def export(path: Path) -> dict:
 
 
 def run_pfl(job: Path, timeout: float = 3600) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
-           "CUDA_VISIBLE_DEVICES": ""}
-    before = loadavg()
-    t0 = time.perf_counter()
-    proc = subprocess.run([str(PFL_PY), "-m", "benchmarks.pfl_run", str(job)], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, env=env)
-    wall = time.perf_counter() - t0
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
-    if proc.returncode or not lines:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        raise RuntimeError(f"the pfl run failed (exit {proc.returncode}):\n{tail}")
-    result = json.loads(lines[-1][len(RESULT_TAG):])
-    result.update({"process_wall_s": round(wall, 2), "loadavg_before": before, "loadavg_after": loadavg()})
-    return result
+    return run_tagged([str(PFL_PY), "-m", "benchmarks.pfl_run", str(job)], "the pfl run", timeout,
+                      {"CUDA_VISIBLE_DEVICES": ""})
 
 
 def run_sim(case: dict) -> dict:

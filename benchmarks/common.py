@@ -134,21 +134,28 @@ def write_result(name: str, payload: dict) -> Path:
     return path
 
 
-def run_case(case: dict, timeout: float = 1500) -> dict:
-    """Run one measurement in a fresh process; return its result dict (plus load and wall)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+def run_tagged(argv: list[str], what: str, timeout: float, env_extra: dict | None = None) -> dict:
+    """Run a measuring process; return the JSON it printed after RESULT_TAG, plus its wall
+    time and the load average before and after. Raises with its output's tail if it fails."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     before = loadavg()
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.cases", json.dumps(case)], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
     wall = time.perf_counter() - t0
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
     if proc.returncode or not lines:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        raise RuntimeError(f"benchmark case {case} failed (exit {proc.returncode}):\n{tail}")
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{tail}")
     result = json.loads(lines[-1][len(RESULT_TAG):])
-    result.update({"case": case, "process_wall_s": round(wall, 2),
-                   "loadavg_before": before, "loadavg_after": loadavg()})
+    result.update({"process_wall_s": round(wall, 2), "loadavg_before": before, "loadavg_after": loadavg()})
+    return result
+
+
+def run_case(case: dict, timeout: float = 1500) -> dict:
+    """Run one measurement in a fresh process; return its result dict (plus load and wall)."""
+    result = run_tagged([sys.executable, "-m", "benchmarks.cases", json.dumps(case)],
+                        f"benchmark case {case}", timeout)
+    result["case"] = case
     return result
 
 
