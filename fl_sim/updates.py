@@ -26,13 +26,8 @@ Result = tuple[str, list[np.ndarray], dict]
 def validate_update(delta: Sequence[np.ndarray], metrics: dict, reference: Sequence[np.ndarray],
                     max_update_bytes: int = 0) -> str | None:
     """Why ``delta`` is not a usable update of ``reference`` (the global weights), or None."""
-    if len(delta) != len(reference):
-        return f"{len(delta)} tensors, expected {len(reference)}"
-    for i, (d, r) in enumerate(zip(delta, reference)):
-        if d.shape != r.shape:
-            return f"tensor {i} has shape {d.shape}, expected {r.shape}"
-        if not np.all(np.isfinite(d)):
-            return f"tensor {i} has non-finite values"
+    if problem := _tensor_problem(delta, reference):
+        return problem
     if not metrics.get("num_examples", 0) > 0:
         return "no training examples"
     size = int(sum(d.nbytes for d in delta))
@@ -82,9 +77,15 @@ def sum_updates(results: Sequence[Result], reference: Sequence[np.ndarray], *, w
 
 def check_total(total: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> str | None:
     """Why a node's summed update cannot be used (the server's check of a NodeSum), or None."""
-    if len(total) != len(reference):
-        return f"{len(total)} tensors, expected {len(reference)}"
-    for i, (t, r) in enumerate(zip(total, reference)):
+    return _tensor_problem(total, reference)
+
+
+def _tensor_problem(tensors: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> str | None:
+    """Tensor count, shapes and finiteness against ``reference``: what a client's update and a
+    node's sum must both satisfy."""
+    if len(tensors) != len(reference):
+        return f"{len(tensors)} tensors, expected {len(reference)}"
+    for i, (t, r) in enumerate(zip(tensors, reference)):
         if t.shape != r.shape:
             return f"tensor {i} has shape {t.shape}, expected {r.shape}"
         if not np.all(np.isfinite(t)):
