@@ -31,10 +31,6 @@ import time
 from pathlib import Path
 
 T_START = time.perf_counter()
-# pfl 0.6 is written for Keras 2 (tf.keras variables named "layer/kernel:0", unique per
-# model, key its parameter map); TensorFlow 2.21's tf.keras is Keras 3 unless this is set,
-# and then it is the tf_keras package, which pfl_model.py builds with.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 
 def main(argv: list[str]) -> int:
@@ -47,6 +43,13 @@ def main(argv: list[str]) -> int:
         print(f"pfl_run: error: job file {args.job} not found (bench_pfl.py writes it)", file=sys.stderr)
         return 2
 
+    # pfl 0.6 is written for Keras 2 (tf.keras variables named "layer/kernel:0", unique per
+    # model, key its parameter map); TensorFlow 2.21's tf.keras is Keras 3 unless this is
+    # set, and then it is the tf_keras package, which pfl_model.py builds with. Set here,
+    # before TensorFlow's import, not at module import: the unit tests import this module,
+    # and a variable set there leaked into every later subprocess (the TF 2.15 reference
+    # venv has no tf_keras, so tensorflow-privacy failed to import).
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import numpy as np
     import tensorflow as tf
     import tf_keras

@@ -33,6 +33,9 @@ import sys
 from importlib.metadata import version
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TF 2.15 with Keras 2 built in: a TF_USE_LEGACY_KERAS inherited from a caller (the pfl
+# venv needs it) would send tf.keras to the tf_keras package, which this venv lacks.
+os.environ.pop("TF_USE_LEGACY_KERAS", None)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

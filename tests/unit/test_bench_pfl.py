@@ -9,6 +9,7 @@ benchmark itself (minutes) is never part of the tests.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -85,6 +86,21 @@ def test_pfl_runner_usage_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         pfl_run.main([])
     assert e.value.code == 2
+
+
+def test_importing_the_pfl_runner_leaves_the_environment_alone():
+    # It once set TF_USE_LEGACY_KERAS at import; every later subprocess of the test session
+    # inherited it and the TF 2.15 reference venv (no tf_keras) could not import TensorFlow
+    # Privacy, failing 20 cross-check tests in CI. A subprocess so that this process's own
+    # imports and environment cannot hide it.
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    code = ("import os, benchmarks.pfl_run as r; "
+            "assert r.main(['/nonexistent.npz']) == 2; "
+            "print(os.environ.get('TF_USE_LEGACY_KERAS'))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "None"
 
 
 def test_make_bench_runs_pfl_only_with_its_venv(tmp_path):
