@@ -51,6 +51,10 @@ BASE = ["experiment.compare=[]", "model.kind=\"si_cifg\"", "simulation.num_worke
 PLAN = [(3, 3, True, False)] if QUICK else [(10, 6, True, False), (100, 3, False, True)]
 COLD_ROUNDS = 3
 TARGET = 1.3
+# Two identical simulations further apart than this (sum of steady rounds): the machine's
+# load moved during the run, and a wall-time ratio against their mean says little; the
+# verdict then rests on the CPU-seconds ratio and says so.
+SPREAD_LIMIT = 1.3
 TIMING = re.compile(r"fl-sim node: round (\d+): (\d+) clients (warm trainer|in process): "
                     r"process ([\d.]+) s, handler ([\d.]+) s.*build ([\d.]+) s, train ([\d.]+) s\)")
 
@@ -172,6 +176,31 @@ def measure(cohort: int, rounds: int, cold: bool, sums: bool) -> dict:
     return out
 
 
+LABELS = {"warm": "warm trainer, per-client updates", "sums": "warm trainer + node sums"}
+
+
+def target_verdicts(row: dict) -> dict:
+    """Per deployment configuration of a cohort-100 row: is deployment / simulation <= TARGET?
+
+    Judged on wall time when the two simulations agree (spread <= SPREAD_LIMIT), else on
+    CPU seconds, and the text says which and why.
+    """
+    steady_ok = row["sim_runs_spread"] <= SPREAD_LIMIT
+    out = {}
+    for name in ("warm", "sums"):
+        wall, cpu = row.get(f"{name}_over_sim"), row.get(f"{name}_over_sim_cpu")
+        if wall is None:
+            continue
+        basis, value = ("wall", wall) if steady_ok or cpu is None else ("cpu", cpu)
+        met = value <= TARGET
+        text = f"<= {TARGET}: {'met' if met else 'MISSED'} ({basis} {value}"
+        if basis == "cpu":
+            text += (f"; wall {wall} not used: the two simulations differ x{row['sim_runs_spread']}"
+                     f" > x{SPREAD_LIMIT}, the machine's load moved")
+        out[name] = {"met": met, "basis": basis, "value": value, "text": text + ")"}
+    return out
+
+
 def main(argv: list[str]) -> None:
     plan = [p for p in PLAN if not argv or str(p[0]) in argv]
     rows = [measure(c, r, cold, sums) for c, r, cold, sums in plan]
@@ -186,8 +215,9 @@ def main(argv: list[str]) -> None:
                     for r in prev["results"] if r["cohort"] not in done]
             rows = sorted(kept + rows, key=lambda r: r["cohort"])
     big = [r for r in rows if r["cohort"] == 100]
-    payload = {"target": {"warm_over_sim_max_cohort_100": TARGET},
-               "met": bool(big) and big[0]["warm_over_sim"] <= TARGET, "results": rows}
+    verdicts = target_verdicts(big[0]) if big else {}
+    payload = {"target": {"warm_over_sim_max_cohort_100": TARGET, "sim_runs_spread_max": SPREAD_LIMIT},
+               "met": any(v["met"] for v in verdicts.values()), "verdicts": verdicts, "results": rows}
     path = write_result("bench_deploy", payload)
     out = []
     for r in rows:
@@ -215,9 +245,11 @@ def main(argv: list[str]) -> None:
                         f"{c['process_s_median']} s + node work {c['handler_s_median']} s, of which "
                         f"TF import/corpus/model/trace {c['build_s_median']} s and training "
                         f"{c['train_s_median']} s, + rest {c['rest_s_median']} s)"))
-    out += [("target (cohort 100)", f"<= {TARGET}: " + ("met" if payload["met"] else
-                                                      "not measured" if not big else "MISSED")),
-            ("written", path)]
+    if not big:
+        out.append(("target (cohort 100)", f"<= {TARGET}: not measured"))
+    for name, v in verdicts.items():
+        out.append((f"target (cohort 100, {LABELS[name]})", v["text"]))
+    out.append(("written", path))
     show("deployment (1 SuperNode) vs simulation (1 worker)", out)
 
 

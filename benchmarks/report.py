@@ -57,9 +57,17 @@ def _deploy_rows(d: dict, m: dict) -> list[str]:
                        f"| {row['warm_over_sim_cpu']:.2f} | | | |")
         out.append(f"| deployment, cohort {row['cohort']}: Flower's per-message process start (median) "
                    f"| {w['process_s_median']:.2f} s of a {w['round_s_median']:.2f} s round | | | |")
+        if row.get("sums_over_sim") is not None:
+            out.append(f"| deployment with `deployment.node_sums = true` / simulation, cohort {row['cohort']} "
+                       f"(rounds 2..{row['rounds']}) | {row['sums_over_sim']:.2f} (CPU {row['sums_over_sim_cpu']:.2f}) "
+                       + (f"| <= {target} | {_met(row['sums_over_sim'] <= target)} " if big else "| | ")
+                       + "| |")
         if row.get("cold_over_sim") is not None:
             out.append(f"| deployment with `deployment.warm_trainer = false` / simulation, cohort {row['cohort']} "
                        f"| {row['cold_over_sim']:.2f} | | | |")
+        if big and row.get("sim_runs_spread", 1.0) > d["target"].get("sim_runs_spread_max", float("inf")):
+            out.append(f"| cohort {row['cohort']}: the two simulations differ x{row['sim_runs_spread']:.2f} "
+                       "(the load moved): read the CPU-seconds ratios | | | | |")
     return out
 
 
