@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test test-slow test-kernels install lock clean-cache help
+.PHONY: demo test test-slow test-kernels test-pfl install lock clean-cache help
 
 help:
 	@echo "make demo       run the default experiment (SI-CIFG vs CIFG on Shakespeare, 3 seeds)"
 	@echo "make test       run the test suite (what CI runs)"
 	@echo "make test-slow  run the slow end-to-end tests (CI runs them too)"
+	@echo "make test-pfl   build .venv-pfl and run the test that needs it (not in CI)"
 	@echo "make test-kernels  the numeric tests under other float kernels (CI runs them too)"
 	@echo "make install    create .venv with the pinned dependencies"
 	@echo "make bench      run the performance benchmarks (table in docs/performance.md)"
@@ -95,6 +96,10 @@ $(PFL_STAMP): benchmarks/requirements-pfl.txt scripts/make_pfl_venv.sh
 .PHONY: bench-pfl
 bench-pfl: $(STAMP) $(PFL_STAMP)
 	$(PY) -m benchmarks.run_all bench_pfl
+
+# make test-pfl: the test that needs .venv-pfl (pfl's Keras model computes fl_sim's function).
+test-pfl: $(STAMP) $(PFL_STAMP)
+	$(PY) -m pytest -q -m pfl_venv tests
 
 # make test-compose: the docker-compose cluster end to end (scripts/compose_e2e.sh: private
 # dockerd, debootstrap base image, image build, 2-round run with TLS + SuperNode auth).

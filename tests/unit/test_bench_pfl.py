@@ -2,8 +2,9 @@
 model's size, the pfl runner's usage errors and ``make bench``'s choice of benchmarks.
 
 The one check that needs ``.venv-pfl`` (the tf_keras model computes fl_sim's function on
-fl_sim's weights) is marked slow and skips, saying why, when the venv is absent; the
-benchmark itself (minutes) is never part of the tests.
+fl_sim's weights) is marked ``pfl_venv``: `make test-pfl` builds the venv and runs it, and
+it fails, naming that command, when the venv is absent. The benchmark itself (minutes) is
+never part of the tests.
 """
 
 from __future__ import annotations
@@ -113,10 +114,12 @@ def test_make_bench_runs_pfl_only_with_its_venv(tmp_path):
     assert "make bench-pfl" in run_all.OPTIONAL["bench_pfl"][1]
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not PFL_PY.exists(), reason=".venv-pfl is absent (build it with "
-                    "`bash scripts/make_pfl_venv.sh`; only the pfl benchmark needs it)")
+# Needs .venv-pfl (2.4 GB, built only for the benchmark): its own marker, outside make test
+# and make test-slow; `make test-pfl` builds the venv and runs it. No skip: a missing venv
+# fails with the command that builds it.
+@pytest.mark.pfl_venv
 def test_pfl_model_computes_fl_sims_function(job, tmp_path):
+    assert PFL_PY.exists(), f"{PFL_PY} is absent: `make test-pfl` builds it (scripts/make_pfl_venv.sh)"
     cfg, meta, got = job
     path = tmp_path / "job.npz"
     export_job(cfg, 1, path)
