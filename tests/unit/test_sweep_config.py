@@ -1,5 +1,7 @@
 """Sweep files: the grid they define, and clear errors for bad ones."""
 
+import dataclasses
+
 import pytest
 
 from fl_sim.config import ConfigError
@@ -207,3 +209,27 @@ def test_dp_ftrl_frontier_and_its_twin_load_and_the_table_names_the_relation():
     table = frontier_table(rows)
     assert "mechanism (neighbouring relation)" in table.splitlines()[0]
     assert "dp_ftrl (REPLACE_SPECIAL)" in table and "dp_fedavg (REPLACE_ONE)" in table
+
+
+def test_clip3_frontier_differs_from_table_d_only_in_the_initial_clip():
+    # Table d2 reuses table (d)'s non-private reference and compares against its points: the
+    # only difference may be privacy.clip_norm (and the experiment's name).
+    ref = load_sweep("experiments/sweeps/dp_frontier_deploy.toml")
+    (r,) = [ref.point_config(p) for p in ref.points if p.name == "cifg-eps4-s0"]
+    (nonpriv,) = [ref.point_config(p) for p in ref.points if p.name == "cifg-nonprivate-s0"]
+    clip_only_d = load_sweep("experiments/sweeps/dp_clip_only.toml")
+    for path, name, n in (("experiments/sweeps/dp_frontier_clip3.toml", "cifg-eps4-s0", 2 * 3 * 3),
+                          ("experiments/sweeps/dp_clip_only_clip3.toml", None, 2 * 3)):
+        sweep = load_sweep(path)
+        assert len(sweep.points) == n
+        pick = (lambda p: p.name == name) if name else (lambda p: p.model == "cifg" and p.seed == 0)
+        (t,) = [sweep.point_config(p) for p in sweep.points if pick(p)]
+        assert t.privacy.clip_norm == 3.0
+        if name:
+            assert r.replace(experiment=t.experiment,
+                             privacy=dataclasses.replace(r.privacy, clip_norm=3.0)) == t
+        else:
+            (c,) = [clip_only_d.point_config(p) for p in clip_only_d.points
+                    if p.model == "cifg" and p.seed == 0]
+            assert c.replace(experiment=t.experiment, privacy=dataclasses.replace(c.privacy, clip_norm=3.0)) == t
+        assert nonpriv.replace(experiment=t.experiment, privacy=t.privacy) == t
