@@ -233,3 +233,16 @@ def test_clip3_frontier_differs_from_table_d_only_in_the_initial_clip():
                     if p.model == "cifg" and p.seed == 0]
             assert c.replace(experiment=t.experiment, privacy=dataclasses.replace(c.privacy, clip_norm=3.0)) == t
         assert nonpriv.replace(experiment=t.experiment, privacy=t.privacy) == t
+
+
+def test_aggregation_only_reference_differs_from_clip_only_in_clip_and_noise():
+    agg = load_sweep("experiments/sweeps/dp_aggregation_only.toml")
+    clip = load_sweep("experiments/sweeps/dp_clip_only.toml")
+    (a,) = [agg.point_config(p) for p in agg.points if p.model == "cifg" and p.seed == 0]
+    (c,) = [clip.point_config(p) for p in clip.points if p.model == "cifg" and p.seed == 0]
+    assert len(agg.points) == 6
+    # No update reaches the clip, and the noise on the mean (z C / m') is 1e-9
+    assert (a.privacy.clip_norm, a.privacy.adaptive_clipping) == (1e6, False)
+    assert a.privacy.noise_multiplier * a.privacy.clip_norm / a.privacy.noise_cohort_size <= 1e-9
+    assert c.replace(experiment=a.experiment, privacy=dataclasses.replace(
+        c.privacy, clip_norm=1e6, adaptive_clipping=False, noise_multiplier=1e-12)) == a
