@@ -97,20 +97,22 @@ def query(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     config = msg.content[protocol.CONFIG]
+    clip = float(config[protocol.CLIP_NORM]) if protocol.CLIP_NORM in config else None
     results, failures = node_train(
         context, str(config["experiment"]), int(config["server-round"]),
         list(config["client-ids"]), msg.content[protocol.ARRAYS].to_numpy_ndarrays(),
-        partitioned="num-partitions" in config)
+        partitioned="num-partitions" in config, clip_norm=clip)
     if isinstance(results, NodeSum):
         return protocol.node_sum_reply(msg, results, failures)
     return protocol.train_reply(msg, results, failures)
 
 
 def node_train(context, experiment_toml: str, server_round: int, client_ids: list[str],
-               global_weights: list, *, partitioned: bool
+               global_weights: list, *, partitioned: bool, clip_norm: float | None = None
                ) -> tuple[list[tuple[str, list, dict]] | NodeSum, list[tuple[str, str]]]:
     """One train message's work: ``(results, failures)`` of ``train_clients``, the results
-    summed into one ``NodeSum`` with ``deployment.node_sums``.
+    summed into one ``NodeSum`` with ``deployment.node_sums`` (clipped to ``clip_norm``, the
+    round's C the server sent, under DP).
 
     In a per-message flwr-clientapp process (a deployment) with ``deployment.warm_trainer``,
     the node's warm trainer does it (clients/trainer_link.py); if that trainer cannot, this
@@ -125,7 +127,7 @@ def node_train(context, experiment_toml: str, server_round: int, client_ids: lis
             try:
                 results, failures, timing = trainer_link.train(
                     context, experiment_toml, cfg, server_round, client_ids, global_weights,
-                    partitioned)
+                    partitioned, clip_norm)
             except trainer_link.TrainerUnavailable as exc:
                 print(f"fl-sim node: round {server_round}: warm trainer unavailable ({exc}); "
                       "training in this process", file=sys.stderr, flush=True)
@@ -139,7 +141,7 @@ def node_train(context, experiment_toml: str, server_round: int, client_ids: lis
     if partitioned:
         check_ownership(client_ids, corpus.train_client_ids, context)
     results, failures = train_clients(cfg, corpus, trainer, client_ids, global_weights, server_round)
-    results = node_results(cfg, results, global_weights)
+    results = node_results(cfg, results, global_weights, clip_norm)
     if per_message:
         report_timing(server_round, len(client_ids), "in process", t0,
                       {"build_s": t2 - t1, "train_s": time.perf_counter() - t2},
@@ -211,15 +213,19 @@ def train_clients(cfg: ExperimentConfig, corpus, trainer, client_ids: list[str],
     return results, failures
 
 
-def node_results(cfg: ExperimentConfig, results: list[tuple[str, list, dict]], global_weights: list
-                 ) -> list[tuple[str, list, dict]] | NodeSum:
+def node_results(cfg: ExperimentConfig, results: list[tuple[str, list, dict]], global_weights: list,
+                 clip_norm: float | None = None) -> list[tuple[str, list, dict]] | NodeSum:
     """What the node returns for its trained clients: each update, or with
     ``deployment.node_sums`` their sum, validated by the server's rule against the global
-    weights it was sent."""
+    weights it was sent; under DP each clipped to ``clip_norm`` first (sent by the server)."""
     if not cfg.deployment.node_sums:
         return results
+    if cfg.privacy.enabled and clip_norm is None:
+        raise ValueError("deployment.node_sums with privacy.enabled: the train message carries no "
+                         f"'{protocol.CLIP_NORM}' (the round's clip norm); the node will not send "
+                         "an unclipped sum")
     return sum_updates(results, global_weights, weighted=cfg.server.weighted,
-                       max_update_bytes=cfg.server.max_update_bytes)
+                       max_update_bytes=cfg.server.max_update_bytes, clip_norm=clip_norm)
 
 
 def check_ownership(client_ids: list[str], all_clients: list[str], context: Context) -> None:

@@ -215,7 +215,8 @@ def connect_or_start(directory: Path, key: str, idle_timeout: float) -> tuple[so
 
 
 def train(context, experiment_toml: str, cfg, server_round: int, client_ids: list[str],
-          global_weights: list, check_partition: bool) -> tuple[list | NodeSum, list, dict]:
+          global_weights: list, check_partition: bool, clip_norm: float | None = None
+          ) -> tuple[list | NodeSum, list, dict]:
     """``(results, failures, timing)`` of ``train_clients`` run by the node's warm trainer
     (results as ``clients.app.node_results`` gives them)."""
     key = trainer_key(experiment_toml)
@@ -234,7 +235,7 @@ def train(context, experiment_toml: str, cfg, server_round: int, client_ids: lis
         try:
             send_frame(sock, {"op": "train", "experiment": experiment_toml,
                               "server_round": server_round, "client_ids": list(client_ids),
-                              "node_config": node_config}, global_weights)
+                              "node_config": node_config, "clip_norm": clip_norm}, global_weights)
             header, arrays = recv_frame(sock)
         except socket.timeout:
             _kill(pid)
@@ -249,7 +250,10 @@ def train(context, experiment_toml: str, cfg, server_round: int, client_ids: lis
         raise (ValueError if header.get("error_type") == "ValueError" else RuntimeError)(
             f"warm trainer: {error}")
     if "node_sum" in header:
-        results = NodeSum([(str(c), m, p) for c, m, p in header["node_sum"]], arrays or None)
+        clip = header.get("node_sum_clip")
+        results = NodeSum([(str(c), m, p) for c, m, p in header["node_sum"]], arrays or None,
+                          None if clip is None else float(clip),
+                          None if clip is None else [float(n) for n in header["node_sum_norms"]])
     else:
         results, i = [], 0
         for cid, n, metrics in header["results"]:

@@ -154,12 +154,15 @@ class TrainerServer:
                             SimpleNamespace(node_config=header["node_config"]))
         results, failures = train_clients(cfg, corpus, trainer, client_ids, arrays,
                                           int(header["server_round"]))
-        results = node_results(cfg, results, arrays)
+        clip = header.get("clip_norm")
+        results = node_results(cfg, results, arrays, None if clip is None else float(clip))
         t2 = time.perf_counter()
         reply = {"ok": True, "pid": os.getpid(), "build_s": t1 - t0, "train_s": t2 - t1,
                  "failures": [list(f) for f in failures]}
         if isinstance(results, NodeSum):  # deployment.node_sums: one update for the node
             reply["node_sum"] = [[cid, metrics, problem] for cid, metrics, problem in results.clients]
+            if results.clip_norm is not None:  # under DP: clipped to the round's C
+                reply["node_sum_clip"], reply["node_sum_norms"] = results.clip_norm, results.norms
             return reply, list(results.total or [])
         reply["results"] = [[cid, len(delta), metrics] for cid, delta, metrics in results]
         return reply, [d for _, delta, _ in results for d in delta]

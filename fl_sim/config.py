@@ -170,7 +170,9 @@ class DeploymentConfig:
     node_sums: bool = _f(False, doc="each node validates its clients' updates as the server would "
                                     "and returns their weighted sum and every client's metrics, "
                                     "not every update (one update per node and round on the wire; "
-                                    "non-private FedAvg only: refused with privacy or audit)")
+                                    "under DP the node clips each update to the round's clip norm, "
+                                    "sent by the server, and sums them unweighted; the server adds "
+                                    "the noise)")
 
 
 @dataclass(frozen=True)
@@ -469,14 +471,6 @@ def _check_cross_fields(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(
             f"{where}: privacy.noise_cohort_size = {p.noise_cohort_size}: expected <= "
             f"privacy.accounting_population ({p.accounting_population})")
-    if cfg.deployment.node_sums and (p.enabled or cfg.audit.canaries):
-        what = (f"privacy.enabled = true ({p.mechanism} clips and noises each client's update on "
-                "the server)" if p.enabled else
-                f"audit.canaries = {cfg.audit.canaries} (the audit inserts canaries among the "
-                "clients' updates)")
-        raise ConfigError(
-            f"{where}: deployment.node_sums = true with {what}: a node's summed update hides "
-            "the per-client updates these need; expected deployment.node_sums = false")
     if cfg.audit.canaries and not p.enabled:
         raise ConfigError(
             f"{where}: audit.canaries = {cfg.audit.canaries}: expected privacy.enabled = true (the "

@@ -22,7 +22,10 @@ CLIENTS = "clients"  # reply: ConfigRecord {"ids": [...]}
 FAILURES = "failures"  # reply: ConfigRecord {"ids": [...], "reasons": [...]}: clients that raised
 # A node-sum reply (deployment.node_sums), in place of CLIENTS and update.<i>:
 SUM_CLIENTS = "node-sum.clients"  # ConfigRecord {"ids": [...], "problems": [...; "" = accepted]}
-SUM_TOTAL = "node-sum.total"  # ArrayRecord: float64 weighted sum of the accepted updates (if any)
+#                                    and under DP "clip-norm" (C) and "norms" (accepted clients')
+SUM_TOTAL = "node-sum.total"  # ArrayRecord: float64 weighted (under DP: clipped) sum of the accepted updates
+# Train message config under DP with node sums: the round's clip norm the node clips to.
+CLIP_NORM = "clip-norm"
 
 
 def update_key(i: int) -> str:
@@ -34,9 +37,12 @@ def metrics_key(i: int) -> str:
 
 
 def train_message(node_id: int, arrays: ArrayRecord, server_round: int, client_ids: list[str],
-                  experiment_toml: str) -> Message:
+                  experiment_toml: str, clip_norm: float | None = None) -> Message:
+    """``clip_norm``: under DP with ``deployment.node_sums``, the ``C`` the node clips to."""
     config = ConfigRecord({"server-round": server_round, "client-ids": list(client_ids),
                            "experiment": experiment_toml})
+    if clip_norm is not None:
+        config[CLIP_NORM] = float(clip_norm)
     return Message(RecordDict({ARRAYS: arrays, CONFIG: config}), message_type="train",
                    dst_node_id=node_id)
 
@@ -66,9 +72,12 @@ def _with_failures(content: dict, failures) -> dict:
 
 def node_sum_reply(request: Message, node_sum: NodeSum, failures: list[tuple[str, str]] = ()) -> Message:
     """The node's reply with ``deployment.node_sums``: one summed update for all its clients."""
-    content: dict = {SUM_CLIENTS: ConfigRecord({
-        "ids": [cid for cid, _, _ in node_sum.clients],
-        "problems": [problem or "" for _, _, problem in node_sum.clients]})}
+    record = ConfigRecord({"ids": [cid for cid, _, _ in node_sum.clients],
+                           "problems": [problem or "" for _, _, problem in node_sum.clients]})
+    if node_sum.clip_norm is not None:
+        record[CLIP_NORM] = float(node_sum.clip_norm)
+        record["norms"] = [float(n) for n in node_sum.norms or []]
+    content: dict = {SUM_CLIENTS: record}
     _with_failures(content, failures)
     if node_sum.total is not None:
         content[SUM_TOTAL] = ArrayRecord([np.asarray(t) for t in node_sum.total])
@@ -100,7 +109,15 @@ def read_node_sum(reply: Message) -> NodeSum | None:
     if (total is None) != all(p is not None for _, _, p in clients):
         raise ValueError("node-sum reply: a summed update must come with, and only with, "
                          "accepted clients")
-    return NodeSum(clients, total)
+    clip = norms = None
+    if CLIP_NORM in rec:
+        clip = float(rec[CLIP_NORM])
+        norms = [float(n) for n in rec["norms"]] if "norms" in rec else []
+        accepted = sum(p is None for _, _, p in clients)
+        if len(norms) != accepted or not all(np.isfinite(n) and n >= 0 for n in norms):
+            raise ValueError(f"node-sum reply: {len(norms)} update norms for {accepted} accepted "
+                             "clients, expected one finite norm >= 0 each")
+    return NodeSum(clients, total, clip, norms)
 
 
 def read_train_reply(reply: Message) -> list[tuple[str, list[np.ndarray], dict]]:

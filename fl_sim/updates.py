@@ -10,6 +10,13 @@ Why a sum and not a mean: the server divides the sum of all nodes' sums by the t
 which is then exactly FedAvg's weighted mean; only the order of the float64 additions differs
 from summing the clients one by one on the server (both add in float64, then round to the
 model's dtype once).
+
+Under DP (DP-FedAvg, DP-FTRL) the server sends the round's clip norm ``C`` with the train
+message and the node clips each valid update to ``C`` before it sums them, unweighted, as
+the server's DP aggregation would (``fl_sim.privacy.clipping.clip_update``); it also reports
+each accepted client's norm before clipping, which adaptive clipping's quantile estimate
+and the clipped-count diagnostics need. The noise is the server's alone: it is added once,
+to the sum of the nodes' clipped sums.
 """
 
 from __future__ import annotations
@@ -45,34 +52,54 @@ def update_weight(metrics: dict, weighted: bool) -> float:
 class NodeSum:
     """A node's clients summed: ``clients`` sorted by id as (id, metrics, None if accepted
     else why it was rejected); ``total`` the float64 weighted sum of the accepted updates,
-    None when none was accepted."""
+    None when none was accepted.
+
+    Clipped (under DP): ``clip_norm`` is the ``C`` each accepted update was clipped to before
+    the unweighted sum, and ``norms`` the accepted clients' norms before clipping, in the
+    order of :meth:`accepted`. Both None for a plain weighted sum.
+    """
 
     clients: list[tuple[str, dict, str | None]]
     total: list[np.ndarray] | None
+    clip_norm: float | None = None
+    norms: list[float] | None = None
 
     def accepted(self) -> list[tuple[str, dict]]:
         return [(cid, m) for cid, m, problem in self.clients if problem is None]
 
 
 def sum_updates(results: Sequence[Result], reference: Sequence[np.ndarray], *, weighted: bool,
-                max_update_bytes: int = 0) -> NodeSum:
-    """Validate each update against ``reference`` and sum the valid ones, weighted.
+                max_update_bytes: int = 0, clip_norm: float | None = None) -> NodeSum:
+    """Validate each update against ``reference`` and sum the valid ones, weighted; with
+    ``clip_norm``, clip each to it first and sum unweighted (DP's sum: every client counts
+    once, whatever ``weighted``).
 
-    In sorted client-id order, in float64 (as ``fedavg_math.weighted_mean`` accumulates), so
-    the sum does not depend on the order the clients trained in.
+    In sorted client-id order, in float64 (as ``fedavg_math.weighted_mean`` and
+    ``fl_sim.privacy.noise.clipped_sum`` accumulate), so the sum does not depend on the order
+    the clients trained in.
     """
-    clients, total = [], None
+    if clip_norm is not None:
+        from fl_sim.privacy.clipping import clip_update  # NumPy only; not needed without DP
+
+    clients, total, norms = [], None, []
     for cid, delta, metrics in sorted(results, key=lambda r: r[0]):
         problem = validate_update(delta, metrics, reference, max_update_bytes)
         clients.append((cid, metrics, problem))
         if problem is not None:
             continue
-        w = np.float64(update_weight(metrics, weighted))
+        if clip_norm is not None:
+            delta, norm, _ = clip_update(delta, clip_norm)
+            norms.append(float(norm))
+            w = np.float64(1.0)
+        else:
+            w = np.float64(update_weight(metrics, weighted))
         if total is None:
             total = [np.zeros(r.shape, dtype=np.float64) for r in reference]
         for acc, d in zip(total, delta):
             acc += w * d
-    return NodeSum(clients, total)
+    if clip_norm is None:
+        return NodeSum(clients, total)
+    return NodeSum(clients, total, float(clip_norm), norms)
 
 
 def check_total(total: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> str | None:

@@ -60,10 +60,23 @@ class DPFedAvg(StrategyWrapper):
         self.canaries = None
         inner.set_aggregation(Aggregation(self._aggregate, owner=type(self).__name__,
                                           sampling=p.sampling, release_every_round=True,
-                                          reproducible=self.reproducible))
+                                          reproducible=self.reproducible,
+                                          node_clip=lambda _round: self.dp.current_clip,
+                                          sums_step=self._aggregate_sums))
 
     def _aggregate(self, server_round: int, accepted: list[Accepted], current: list[np.ndarray]
                    ) -> tuple[list[np.ndarray], dict]:
+        return self._release(server_round, current, lambda inserted: self.dp.aggregate(
+            [d for _, d, _ in accepted], server_round, template=current, inserted=inserted))
+
+    def _aggregate_sums(self, server_round: int, sums: list[list[np.ndarray]], norms: list[float],
+                        current: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+        """deployment.node_sums: the nodes clipped to ``dp.current_clip`` and summed."""
+        return self._release(server_round, current, lambda inserted: self.dp.aggregate_sums(
+            sums, norms, server_round, template=current, inserted=inserted))
+
+    def _release(self, server_round: int, current: list[np.ndarray], aggregate
+                 ) -> tuple[list[np.ndarray], dict]:
         inserted = []
         if self.audit_canaries:
             if self.canaries is None:
@@ -72,8 +85,7 @@ class DPFedAvg(StrategyWrapper):
                 self.canaries = CanaryClients(self.audit_canaries, self.cfg.experiment.seed,
                                               self.audit_q, [np.shape(t) for t in current])
             inserted = self.canaries.updates(server_round, self.dp.current_clip)
-        mean, report = self.dp.aggregate([d for _, d, _ in accepted], server_round,
-                                         template=current, inserted=inserted)
+        mean, report = aggregate(inserted)
         self.accounting.record_round()
         keep = ("clip_norm", "next_clip_norm", "noise_multiplier", "update_noise_multiplier",
                 "noise_std", "mean_noise_std", "fraction_clipped", "num_clipped",

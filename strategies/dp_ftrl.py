@@ -110,7 +110,9 @@ class DPFTRL(StrategyWrapper):
                                           sampling="at most once per tree",
                                           release_every_round=True,
                                           reproducible=self.reproducible,
-                                          cohort=self._cohort, sets_weights=True))
+                                          cohort=self._cohort, sets_weights=True,
+                                          node_clip=lambda _round: self.clip,
+                                          sums_step=self._aggregate_sums))
 
     # -- the tree ------------------------------------------------------------------------
     def position(self, server_round: int) -> tuple[int, int]:
@@ -138,6 +140,21 @@ class DPFTRL(StrategyWrapper):
 
     def _aggregate(self, server_round: int, accepted: list[Accepted], current: list[np.ndarray]
                    ) -> tuple[list[np.ndarray], dict]:
+        clipped, norms = [], []
+        for _, delta, _ in accepted:
+            c, norm, _ = clip_update(delta, self.clip)
+            clipped.append(c)
+            norms.append(norm)
+        return self._step(server_round, clipped, norms, current)
+
+    def _aggregate_sums(self, server_round: int, sums: list[list[np.ndarray]], norms: list[float],
+                        current: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+        """deployment.node_sums: the nodes clipped to ``self.clip`` and summed."""
+        return self._step(server_round, list(sums), norms, current)
+
+    def _step(self, server_round: int, clipped: list, norms: list[float], current: list[np.ndarray]
+              ) -> tuple[list[np.ndarray], dict]:
+        """Clipped updates (or nodes' sums of them) -> the round's noisy prefix sum -> FTRL."""
         tree, k = self.position(server_round)
         self._enter(tree)
         if k == 1 or self.anchor is None:
@@ -147,11 +164,7 @@ class DPFTRL(StrategyWrapper):
             self.anchor = [np.array(w) for w in current]
             self.sum = [np.zeros(np.shape(w), np.float64) for w in current]
             self.v = [np.zeros(np.shape(w), np.float64) for w in current]
-        clipped, n_clipped = [], 0
-        for _, delta, _ in accepted:
-            c, _, was = clip_update(delta, self.clip)
-            clipped.append(c)
-            n_clipped += int(was)
+        n_clipped = sum(1 for n in norms if n > self.clip)  # clip_update's rule
         round_sum = clipped_sum(clipped, template=current)
         self.sum = [a + b for a, b in zip(self.sum, round_sum)]
         noise_std = self.z * self.clip * self.scale.noise_scale
@@ -167,7 +180,7 @@ class DPFTRL(StrategyWrapper):
                      "mean_noise_std": noise_std / self.m,
                      "prefix_noise_std": float(prefix_std), "tree": tree, "tree_step": k,
                      "num_clipped": n_clipped,
-                     "fraction_clipped": n_clipped / len(accepted) if accepted else 0.0}
+                     "fraction_clipped": n_clipped / len(norms) if norms else 0.0}
 
     # -- fl_sim hooks --------------------------------------------------------------------
     def before_round(self, server_round: int) -> str | None:

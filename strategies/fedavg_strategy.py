@@ -48,6 +48,8 @@ class FedAvgDelta(Strategy):
         # Client id -> its SGD steps this round, when the server knows the data sizes (it
         # does in simulation): nodes then get equal work, not equal client counts.
         self.client_cost: Callable[[str], float] | None = None
+        # The clip norm this round's nodes were sent (DP with deployment.node_sums), or None.
+        self.node_clip: float | None = None
 
     def weighted_average(self, server_round: int, accepted: list[Accepted],
                          current: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
@@ -68,7 +70,12 @@ class FedAvgDelta(Strategy):
         plan = split_over_nodes(cohort, list(grid.get_node_ids()), self.node_partitions,
                                 self.client_partitions, self.client_cost)
         self.last_plan = plan
-        messages = [protocol.train_message(node, arrays, server_round, cids, self.experiment_toml)
+        # Under DP with node sums the nodes clip to this round's C (the adaptive clip's
+        # current value), kept to check their sums against.
+        self.node_clip = (self.aggregation.node_clip(server_round)
+                          if self.cfg.deployment.node_sums and self.aggregation.node_clip else None)
+        messages = [protocol.train_message(node, arrays, server_round, cids, self.experiment_toml,
+                                           clip_norm=self.node_clip)
                     for node, cids in plan.items()]
         if self.node_partitions is not None:
             for msg in messages:  # the node checks it owns every client it is sent
@@ -136,16 +143,26 @@ class FedAvgDelta(Strategy):
         (``deployment.node_sums``): the same metrics, the same mean up to float64 summation
         order. ``results``: per-client updates of nodes that did not sum (summed here)."""
         own = type(self).__name__
+        clip = None
         if self.aggregation.owner != own:
-            raise ValueError(f"round {server_round}: nodes returned summed updates "
-                             f"(deployment.node_sums), but {self.aggregation.owner} needs each "
-                             "client's update")
+            clip = self.node_clip
+            if self.aggregation.sums_step is None or clip is None:
+                raise ValueError(f"round {server_round}: nodes returned summed updates "
+                                 f"(deployment.node_sums), but {self.aggregation.owner} needs each "
+                                 "client's update")
         if results:
             sums = [*sums, sum_updates(results, self.current, weighted=self.cfg.server.weighted,
-                                       max_update_bytes=self.cfg.server.max_update_bytes)]
-        usable, accepted = [], []
+                                       max_update_bytes=self.cfg.server.max_update_bytes,
+                                       clip_norm=clip)]
+        usable, accepted, norms = [], [], []
         for node_sum in sums:
             problem = None if node_sum.total is None else check_total(node_sum.total, self.current)
+            if problem is None and node_sum.clip_norm != clip:
+                # A sum clipped to another C (or not at all) breaks the sensitivity the noise
+                # is calibrated for: its clients are rejected.
+                problem = (f"clipped to {node_sum.clip_norm}, the round's clip norm is {clip}"
+                           if clip is not None else f"clipped to {node_sum.clip_norm}; "
+                           "this round sums unclipped updates")
             for cid, metrics, why in node_sum.clients:
                 if why is None and problem is not None:
                     why = f"its node's summed update: {problem}"
@@ -156,9 +173,14 @@ class FedAvgDelta(Strategy):
                     accepted.append((cid, metrics))
             if node_sum.total is not None and problem is None:
                 usable.append(node_sum)
+                norms.extend(node_sum.norms or [])
         accepted.sort(key=lambda t: t[0])
         # Replies arrive in scheduling order: add the nodes' sums in client-id order.
         totals = [s.total for s in sorted(usable, key=lambda s: s.accepted()[0][0])]
+        if clip is not None:
+            return self._finish(server_round, [m for _, m in accepted], rejected,
+                                lambda: self.aggregation.sums_step(server_round, totals, norms,
+                                                                   self.current))
         weight = sum(update_weight(m, self.cfg.server.weighted) for _, m in accepted)
         return self._finish(server_round, [m for _, m in accepted], rejected,
                             lambda: (mean_of_sums(totals, weight, self.current), {}))

@@ -26,6 +26,12 @@ Accepted = tuple[str, list[np.ndarray], dict]
 #: -> (mean delta, metrics the step reports for metrics.jsonl).
 AggregationStep = Callable[[int, list[Accepted], list[np.ndarray]], tuple[list[np.ndarray], dict]]
 
+#: (server round, the nodes' clipped sums in client-id order (float64, each clipped to the
+#: round's ``node_clip``), the accepted clients' norms before clipping, current global
+#: weights) -> what an ``AggregationStep`` returns (deployment.node_sums under DP).
+SumsStep = Callable[[int, list[list[np.ndarray]], list[float], list[np.ndarray]],
+                    tuple[list[np.ndarray], dict]]
+
 #: Methods the server loop calls on the outermost strategy, which wrappers pass on.
 HOOKS = ("configure_train", "aggregate_train", "aggregate_results", "before_round",
          "after_round", "round_metrics", "final_report", "state", "load_state",
@@ -57,6 +63,12 @@ class Aggregation:
     sets_weights : bool
         The step returns the new global weights, not a mean delta: the server optimizer is
         not applied (DP-FTRL's step is FTRL on the noisy prefix sum).
+    node_clip : callable, optional
+        Server round -> the clip norm ``C`` of that round, for a step that clips every
+        update (DP). With ``deployment.node_sums`` it goes to the nodes, which clip to it
+        before they sum; ``sums_step`` then takes the nodes' clipped sums.
+    sums_step : SumsStep, optional
+        ``step`` for nodes' clipped sums; required with ``node_clip``.
     """
 
     step: AggregationStep
@@ -66,6 +78,12 @@ class Aggregation:
     reproducible: bool = True
     cohort: Callable[[int], list[str]] | None = None
     sets_weights: bool = False
+    node_clip: Callable[[int], float] | None = None
+    sums_step: SumsStep | None = None
+
+    def __post_init__(self) -> None:
+        if (self.node_clip is None) != (self.sums_step is None):
+            raise ValueError(f"{self.owner}: an Aggregation needs both node_clip and sums_step, or neither")
 
 
 def missing_hooks(strategy: object) -> list[str]:

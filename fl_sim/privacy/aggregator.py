@@ -167,14 +167,35 @@ class DPAggregator:
         ref = updates[0] if len(updates) else template
         if ref is None:
             raise ValueError("aggregate() of no updates needs a template")
-        dtypes = [np.asarray(t).dtype for t in ref]
         clip = self.current_clip
-        clipped, norms, n_clipped = [], [], 0
+        clipped, norms = [], []
         for u in updates:
-            c, norm, was = clip_update(u, clip)
+            c, norm, _ = clip_update(u, clip)
             clipped.append(c)
             norms.append(norm)
-            n_clipped += int(was)
+        return self._release(clipped, norms, server_round, ref, inserted)
+
+    def aggregate_sums(self, sums: Sequence[Sequence[np.ndarray]], norms: Sequence[float],
+                       server_round: int, template: Sequence[np.ndarray],
+                       inserted: Sequence[Sequence[np.ndarray]] = ()) -> tuple[Weights, dict]:
+        """:meth:`aggregate` from nodes' sums of updates already clipped to
+        :attr:`current_clip` (``deployment.node_sums``; fl_sim/updates.py ``sum_updates``).
+
+        ``norms``: every summed client's norm before clipping (the clipped count and the
+        adaptive clip's quantile need them); ``template``: the global weights (shapes and
+        dtypes of the result). The same release as :meth:`aggregate` on the clients' updates,
+        up to the order of the float64 additions.
+        """
+        return self._release(list(sums), list(norms), server_round, template, inserted)
+
+    def _release(self, clipped: list, norms: list[float], server_round: int,
+                 ref: Sequence[np.ndarray], inserted: Sequence[Sequence[np.ndarray]]
+                 ) -> tuple[Weights, dict]:
+        """Clipped updates (or sums of them) -> noise, fixed-denominator mean, clip update."""
+        dtypes = [np.asarray(t).dtype for t in ref]
+        clip = self.current_clip
+        # clip_update's rule: a norm equal to C is not clipped.
+        n_clipped = sum(1 for n in norms if n > clip)
         canaries = [clip_update(u, clip)[0] for u in inserted]
         noise_std = self.update_noise_multiplier * clip * self.noise_scale
         total = noisy_sum(clipped + canaries, noise_std, self._generator("dp-noise", server_round),
@@ -189,12 +210,12 @@ class DPAggregator:
             "mean_noise_std": noise_std / float(self.expected_cohort),
             "clipped_count_stddev": self.count_stddev,
             "count_noise": 0.0,
-            "num_clients": len(updates),
+            "num_clients": len(norms),
             "canaries_inserted": len(canaries),
             "expected_cohort": float(self.expected_cohort),
             "noise_cohort": float(self.noise_cohort),
             "num_clipped": n_clipped,
-            "fraction_clipped": n_clipped / len(updates) if len(updates) else 0.0,
+            "fraction_clipped": n_clipped / len(norms) if norms else 0.0,
         }
         if self._estimator is not None:
             step = self._estimator.step(norms, self._generator("dp-count-noise", server_round))

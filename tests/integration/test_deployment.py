@@ -84,23 +84,32 @@ def test_cluster_run_matches_simulation(cluster, tmp_path, warm):
             np.testing.assert_array_equal(a[k], b[k])
 
 
-def test_cluster_run_with_node_sums_matches_per_client_aggregation(cluster, tmp_path):
-    """deployment.node_sums: each SuperNode's warm trainer validates and sums its clients.
+# DP-FedAvg with adaptive clipping (the clip the nodes are sent changes between rounds) and
+# seeded noise, so that both runs draw the same noise (a deployment's default is secret noise).
+DP = ["privacy.enabled=true", "privacy.adaptive_clipping=true", "privacy.clip_norm=0.5",
+      "privacy.noise_multiplier=0.5", "privacy.reproducible_noise=\"true\""]
+
+
+@pytest.mark.parametrize("settings", [[], DP], ids=["fedavg", "dp-fedavg-adaptive"])
+def test_cluster_run_with_node_sums_matches_per_client_aggregation(cluster, tmp_path, settings):
+    """deployment.node_sums: each SuperNode's warm trainer validates and sums its clients
+    (under DP: clipped to the round's clip norm the server sent; the server adds the noise).
 
     Against the same cluster run without node sums. Counts must be identical; numbers may
     differ only by float summation order: both sum in float64 and round the mean to float32
     once, so a round's mean differs by at most 1 float32 ulp (~1.2e-7 relative), and 2 rounds
     of local SGD on weights moved by that much stay within relative 1e-5 (atol 1e-6 for
-    entries near 0).
+    entries near 0). Under DP the noise is the same draw (seeded by run seed and round).
     """
     logs = sorted((cluster / "logs").glob("supernode-*.log"))
     runs = {}
     for sums in (True, False):
         seen = [p.read_text().count("fl-sim node: round") for p in logs]
         out = tmp_path / ("sums" if sums else "per-client")
+        extra = [x for s in settings for x in ("--set", s)]
         dep = run_cli("cluster", "run", "--dir", cluster, SMOKE, "--rounds", 2, "--out", out,
-                      "--set", f"deployment.node_sums={str(sums).lower()}", "--timeout", 400,
-                      timeout=450)
+                      "--set", f"deployment.node_sums={str(sums).lower()}", *extra,
+                      "--timeout", 400, timeout=450)
         assert dep.returncode == 0, dep.stdout[-4000:] + dep.stderr[-4000:]
         (runs[sums],) = run_dirs(out, "smoke")
         for p, n in zip(logs, seen):  # both nodes trained, by their warm trainers, summing or not
@@ -114,6 +123,8 @@ def test_cluster_run_with_node_sums_matches_per_client_aggregation(cluster, tmp_
     assert [{k: r.get(k) for k in counts} for r in summed] == \
         [{k: r.get(k) for k in counts} for r in per_client]
     assert summed[0]["clients_completed"] == 4
+    if settings:  # the adaptive clip moved, and the nodes followed it (else the sums differ)
+        assert summed[0]["clip_norm"] == 0.5 != summed[1]["clip_norm"]
     for a, b in zip(summed, per_client):
         assert a.keys() == b.keys()
         for k in a.keys() - set(counts):
