@@ -174,14 +174,14 @@ def cmd_run(args, parser) -> int:
             cfg = load_experiment(args.experiment, overrides)
             out_key = "--out" if args.out else "experiment.output_dir"
             _check_writable(out_key, Path(args.out or cfg.experiment.output_dir))
-            cfg = _check_data_early(cfg)
+            cfg = check_data_early(cfg)
             try:
                 run_dir = results.new_run_dir(cfg, args.out)
             except OSError as exc:  # a race with the check above, or a full disk
                 return _usage_error(f"{out_key}: cannot create the run directory ({exc})")
     except ConfigError as exc:
         return _usage_error(str(exc))
-    except _DataProblem as exc:
+    except DataProblem as exc:
         return _usage_error(str(exc))
     from fl_sim.app import stopping
 
@@ -254,7 +254,7 @@ def cmd_sweep(args) -> int:
             base = sweep.point_config(sweep.points[0])
             _check_writable("--out" if args.out else "experiment.output_dir",
                             Path(args.out or base.experiment.output_dir))
-            _check_data_early(base)
+            check_data_early(base)
             root = Path(args.out or base.experiment.output_dir) / sweep.name
             stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
             sweep_dir = root / stamp
@@ -269,7 +269,7 @@ def cmd_sweep(args) -> int:
                                     f"this sweep's models {known}")
     except ConfigError as exc:
         return _usage_error(str(exc))
-    except _DataProblem as exc:
+    except DataProblem as exc:
         return _usage_error(str(exc))
     count = sum(1 for p in sweep.points if only is None or p.model in only)
     print(f"fl-sim: sweep {sweep.name}: {count} points"
@@ -308,8 +308,8 @@ def cmd_compare(args) -> int:
     return 0
 
 
-class _DataProblem(Exception):
-    pass
+class DataProblem(Exception):
+    """Data or settings that load but cannot run (exit 2 before Flower starts)."""
 
 
 def _check_writable(key: str, path: Path) -> None:
@@ -320,7 +320,7 @@ def _check_writable(key: str, path: Path) -> None:
         raise ConfigError(f"{key} {path}: cannot write there: {why}")
 
 
-def _check_data_early(cfg):
+def check_data_early(cfg):
     """Load the corpus once before starting Flower so bad data fails fast with exit code 2.
 
     Returns ``cfg`` with the warnings the data leads to (printed here, kept in the manifest).
@@ -331,13 +331,13 @@ def _check_data_early(cfg):
     try:
         corpus = load_corpus(cfg.data, cfg.experiment.run_seeds[0])
     except DataError as exc:
-        raise _DataProblem(str(exc)) from None
+        raise DataProblem(str(exc)) from None
     except OSError as exc:  # an unwritable cache (a cache hit only reads) or unreadable input
         cache = Path(cfg.data.cache_dir).expanduser().resolve()
         if exc.filename and Path(exc.filename).resolve().is_relative_to(cache):
-            raise _DataProblem(f"data.cache_dir = {cfg.data.cache_dir!r}: cannot write the "
+            raise DataProblem(f"data.cache_dir = {cfg.data.cache_dir!r}: cannot write the "
                                f"tokenized corpus there ({exc.strerror}: {exc.filename})") from None
-        raise _DataProblem(f"{exc.filename or cfg.data.path}: {exc.strerror or exc}") from None
+        raise DataProblem(f"{exc.filename or cfg.data.path}: {exc.strerror or exc}") from None
     cfg = check_population(cfg, len(corpus.train_client_ids))
     for note in cfg.warnings:
         print(f"fl-sim: warning: {note}", file=sys.stderr, flush=True)
@@ -349,20 +349,20 @@ def _check_data_early(cfg):
         try:
             make_strategy(cfg.server.strategy, cfg, corpus.train_client_ids, "")
         except ValueError as exc:
-            raise _DataProblem(f"{cfg.source}: [privacy]: {exc}") from None
+            raise DataProblem(f"{cfg.source}: [privacy]: {exc}") from None
     if cfg.pruning.enabled:
         from strategies.pruning_strategy import check_schedule
 
         try:
             check_schedule(cfg)
         except ValueError as exc:
-            raise _DataProblem(f"{cfg.source}: [pruning]: {exc}") from None
+            raise DataProblem(f"{cfg.source}: [pruning]: {exc}") from None
     from fl_sim.tracking import TrackingError, check_available
 
     try:
         check_available(cfg)
     except TrackingError as exc:
-        raise _DataProblem(f"{cfg.source}: [tracking]: {exc}") from None
+        raise DataProblem(f"{cfg.source}: [tracking]: {exc}") from None
     return cfg
 
 

@@ -551,6 +551,18 @@ def cmd_cluster(args) -> int:
                 stopping.resume_hint = f"continue with: fl-sim cluster run --resume {args.resume}"
             elif not args.experiment:
                 return err("cluster run needs an EXPERIMENT file or --resume RUN_DIR")
+            else:
+                # What `fl-sim run` checks before it starts Flower (the data, DP settings that
+                # cannot work, the pruning schedule, tracking): exit 2 here, not a ServerApp
+                # crash on the cluster.
+                from fl_sim.app.cli import DataProblem, check_data_early
+                from fl_sim.config import load_experiment
+
+                extra = [f"experiment.rounds={args.rounds}"] if args.rounds else []
+                try:
+                    check_data_early(load_experiment(args.experiment, [*args.overrides, *extra]))
+                except DataProblem as exc:
+                    return err(str(exc))
             rc = run_config(args.experiment, list(args.overrides), args.rounds, args.out, args.resume)
             code, run_dir = run(Path(args.dir), rc, timeout=args.timeout)
             reason = aborted_reason(run_dir) if code == 0 else None

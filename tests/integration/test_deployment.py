@@ -86,8 +86,11 @@ def test_cluster_run_matches_simulation(cluster, tmp_path, warm):
 
 # DP-FedAvg with adaptive clipping (the clip the nodes are sent changes between rounds) and
 # seeded noise, so that both runs draw the same noise (a deployment's default is secret noise).
+# (clipped_count_stddev 1: smoke's cohort of 4 would give the default m/20 = 0.2, too little
+# count noise for z = 0.5.)
 DP = ["privacy.enabled=true", "privacy.adaptive_clipping=true", "privacy.clip_norm=0.5",
-      "privacy.noise_multiplier=0.5", "privacy.reproducible_noise=\"true\""]
+      "privacy.noise_multiplier=0.5", "privacy.clipped_count_stddev=1.0",
+      "privacy.reproducible_noise=\"true\""]
 
 
 @pytest.mark.parametrize("settings", [[], DP], ids=["fedavg", "dp-fedavg-adaptive"])
@@ -122,9 +125,13 @@ def test_cluster_run_with_node_sums_matches_per_client_aggregation(cluster, tmp_
     assert [r["type"] for r in summed] == ["round", "round", "final"]
     assert [{k: r.get(k) for k in counts} for r in summed] == \
         [{k: r.get(k) for k in counts} for r in per_client]
-    assert summed[0]["clients_completed"] == 4
-    if settings:  # the adaptive clip moved, and the nodes followed it (else the sums differ)
-        assert summed[0]["clip_norm"] == 0.5 != summed[1]["clip_norm"]
+    if settings:
+        # A DP run releases no client counts (docs/privacy.md); the adaptive clip moved and
+        # the nodes followed it (else the sums, and everything after them, would differ).
+        assert "clients_completed" not in summed[0]
+        assert summed[0]["clip_norm"] == 0.5 != summed[1]["clip_norm"] == summed[0]["next_clip_norm"]
+    else:
+        assert summed[0]["clients_completed"] == 4
     for a, b in zip(summed, per_client):
         assert a.keys() == b.keys()
         for k in a.keys() - set(counts):
@@ -146,6 +153,14 @@ def test_cluster_cli_errors(cluster, tmp_path):
     assert bad.returncode == 2 and "not a run directory" in bad.stderr
     none = run_cli("cluster", "status", "--dir", tmp_path / "nothing")
     assert none.returncode == 2 and "no cluster" in none.stderr
+    # Settings that load but cannot run fail before Flower starts, as with `fl-sim run`
+    # (here adaptive clipping with too little count noise for smoke's cohort of 4): exit 2
+    # naming [privacy], not an exception in the ServerApp on the cluster.
+    dp = run_cli("cluster", "run", "--dir", cluster, SMOKE, "--rounds", 1, "--out", tmp_path / "dp",
+                 "--set", "privacy.enabled=true", "--set", "privacy.adaptive_clipping=true",
+                 "--set", "privacy.noise_multiplier=0.5")
+    assert dp.returncode == 2 and "[privacy]: clipped_count_stddev = 0.2 is too small" in dp.stderr, dp.stderr
+    assert not (tmp_path / "dp").exists()
 
 
 # --- partition assignment (no processes) --------------------------------------------------
