@@ -555,7 +555,7 @@ def cmd_cluster(args) -> int:
                 # What `fl-sim run` checks before it starts Flower (the data, DP settings that
                 # cannot work, the pruning schedule, tracking): exit 2 here, not a ServerApp
                 # crash on the cluster.
-                from fl_sim.app.cli import DataProblem, check_data_early
+                from fl_sim.app.preflight import DataProblem, check_data_early
                 from fl_sim.config import load_experiment
 
                 extra = [f"experiment.rounds={args.rounds}"] if args.rounds else []
