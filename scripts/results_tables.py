@@ -44,8 +44,24 @@ def load_points(sweep_dir: Path) -> list[dict]:
             continue
         data = json.loads(summary.read_text())
         final = next(iter(data["models"].values()))
-        rows.append({**p, **final, "sweep": str(sweep_dir)})
+        rows.append({**p, **final, "sweep": str(sweep_dir), **clip_settings(summary.parent)})
     return rows
+
+
+AGGREGATION_ONLY_CLIP = 1e5  # a clip no update of these models reaches (norms are 1-10)
+
+
+def clip_settings(point_dir: Path) -> dict:
+    """The point's (initial) clip norm and whether it adapts; clip None without privacy."""
+    import tomllib
+
+    cfg = point_dir / "config.resolved.toml"
+    if not cfg.is_file():
+        return {}
+    p = tomllib.loads(cfg.read_text()).get("privacy", {})
+    if not p.get("enabled"):
+        return {"clip_norm": None}
+    return {"clip_norm": float(p.get("clip_norm", 0.0)), "adaptive_clipping": bool(p.get("adaptive_clipping"))}
 
 
 DIVERGED = 1e5  # a perplexity this large is a diverged run (the cap is exp(700))
@@ -202,19 +218,43 @@ def relation_of(r: dict) -> str:
 
 
 def frontier_point(r: dict) -> str:
-    """'non-private', 'clipping only' (a fixed, negligible z) or 'epsilon X'."""
+    """'non-private', 'clipping only' (a fixed, negligible z), 'aggregation only' (the same
+    with a clip no update reaches) or 'epsilon X'."""
     if r.get("target_epsilon") is not None:
         return f"epsilon {float(r['target_epsilon']):g}"
-    return "clipping only" if r.get("noise_multiplier") else "non-private"
+    if not r.get("noise_multiplier"):
+        return "non-private"
+    return "aggregation only" if (r.get("clip_norm") or 0.0) >= AGGREGATION_ONLY_CLIP else "clipping only"
+
+
+def clip_label(r: dict) -> str:
+    """'clip 3': a DP point's clip norm (the initial one, when adaptive). Fixed and adaptive
+    clipping from the same C share a label: that difference is the mechanism's (table f
+    compares them), a different C is another experiment."""
+    c = r.get("clip_norm")
+    return "" if c is None else f"clip {c:g}"
+
+
+def clip_groups(rows: list[dict]) -> list[str]:
+    """The clip settings of the points that clip (private and clipping-only ones)."""
+    return sorted({clip_label(r) for r in rows if frontier_point(r) not in ("non-private", "aggregation only")
+                   and clip_label(r)})
 
 
 def cmd_frontier(args) -> None:
     rows = [r for d in args.sweep_dirs for r in load_points(Path(d))]
-    print(table(rows, [("model", lambda r: r["model"]), ("mechanism (relation)", relation_of),
-                       ("target epsilon", epsilon_of),
-                       ("noise multiplier z", lambda r: r.get("noise_multiplier") or 0.0)]))
-    print("\n(target epsilon inf with z > 0: the clipping-only reference, no privacy; with z = 0: "
-          "non-private, no clipping)")
+    clips = clip_groups(rows)
+    # Points that clip differently (sweeps with another initial clip) are other points:
+    # grouped, labelled and compared apart, only within their own clip setting.
+    by_clip = len(clips) > 1
+    key_cols = [("model", lambda r: r["model"]), ("mechanism (relation)", relation_of)]
+    if by_clip:
+        key_cols.append(("clip", lambda r: clip_label(r) or "-"))
+    key_cols += [("target epsilon", epsilon_of), ("noise multiplier z", lambda r: r.get("noise_multiplier") or 0.0)]
+    print(table(rows, key_cols))
+    print("\n(target epsilon inf with z > 0: the clipping-only reference, no privacy, or with a clip "
+          f"of {AGGREGATION_ONLY_CLIP:g} or more, the aggregation-only reference, which clips nothing; "
+          "with z = 0: non-private, no clipping)")
     models = sorted({r["model"] for r in rows}, key=lambda m: m.startswith("si_"), reverse=True)
     mechs = sorted({relation_of(r) for r in rows if r.get("target_epsilon") is not None})
     # Several mechanisms in one table: every comparison stays within one mechanism (and its
@@ -222,13 +262,19 @@ def cmd_frontier(args) -> None:
     several = len(mechs) > 1
 
     def point_of(r: dict) -> str:
-        return f"{relation_of(r)}, {frontier_point(r)}" if several and r.get("target_epsilon") is not None \
-            else frontier_point(r)
+        name = frontier_point(r)
+        if by_clip and name not in ("non-private", "aggregation only"):
+            name = f"{name}, {clip_label(r)}"
+        return f"{relation_of(r)}, {name}" if several and r.get("target_epsilon") is not None else name
 
-    points = sorted({point_of(r) for r in rows},
-                    key=lambda k: (k == "non-private", k == "clipping only",
-                                   k.rsplit(", epsilon", 1)[0] if ", epsilon" in k else "",
-                                   float(k.rsplit(" ", 1)[1]) if "epsilon" in k else 0.0))
+    def order(k: str):
+        base = k.split(", clip", 1)[0]
+        return (k == "non-private", k == "aggregation only", base.startswith("clipping only"),
+                k.rsplit(", epsilon", 1)[0] if ", epsilon" in k else "",
+                k.split(", clip", 1)[1] if ", clip" in k else "",
+                float(base.rsplit(" ", 1)[1]) if "epsilon" in base else 0.0)
+
+    points = sorted({point_of(r) for r in rows}, key=order)
     if len(models) == 2:
         print()
         for point in points:
@@ -237,33 +283,44 @@ def cmd_frontier(args) -> None:
     for m in models:
         mine = [r for r in rows if r["model"] == m]
         by = {k: [r for r in mine if point_of(r) == k] for k in points}
-        top = {}  # mechanism -> (its rows at its largest epsilon, that epsilon)
-        for mech in mechs:
-            own = [r for r in mine if r.get("target_epsilon") is not None and relation_of(r) == mech]
-            eps = sorted({epsilon_of(r) for r in own})
-            pre = f"{mech}, " if several else ""
-            if eps:
-                top[mech] = ([r for r in own if epsilon_of(r) == eps[-1]], f"{pre}epsilon {eps[-1]:g}")
-            if len(eps) >= 2:
-                d = paired(top[mech][0], [r for r in own if epsilon_of(r) == eps[0]])
-                print(f"- {LABEL[m]}: " + stats.format_difference(top[mech][1], f"epsilon {eps[0]:g}", d))
-        clip = by.get("clipping only")
-        if clip and by.get("non-private"):
-            d = paired(clip, by["non-private"])
-            print(f"- {LABEL[m]}: " + stats.format_difference("clipping only", "non-private", d))
-        if clip and relation_of(clip[0]) in top:  # the clipping reference of that mechanism
-            rows_top, name = top[relation_of(clip[0])]
-            print(f"- {LABEL[m]}: " + stats.format_difference(name, "clipping only", paired(rows_top, clip)))
+        nonpriv, agg = by.get("non-private"), by.get("aggregation only")
+        if agg and nonpriv:
+            print(f"- {LABEL[m]}: " + stats.format_difference("aggregation only", "non-private",
+                                                              paired(agg, nonpriv)))
+        for c in clips or [""]:
+            suffix = f", {c}" if by_clip else ""
+            in_c = [r for r in mine if not by_clip or clip_label(r) == c]
+            top = {}  # mechanism -> (its rows at its largest epsilon, that epsilon)
+            for mech in mechs:
+                own = [r for r in in_c if r.get("target_epsilon") is not None and relation_of(r) == mech]
+                eps = sorted({epsilon_of(r) for r in own})
+                pre = f"{mech}, " if several else ""
+                if eps:
+                    top[mech] = ([r for r in own if epsilon_of(r) == eps[-1]], f"{pre}epsilon {eps[-1]:g}{suffix}")
+                if len(eps) >= 2:
+                    d = paired(top[mech][0], [r for r in own if epsilon_of(r) == eps[0]])
+                    print(f"- {LABEL[m]}: " + stats.format_difference(top[mech][1], f"epsilon {eps[0]:g}{suffix}", d))
+            clip = by.get(f"clipping only{suffix}")
+            name_clip = f"clipping only{suffix}"
+            if clip and nonpriv:
+                print(f"- {LABEL[m]}: " + stats.format_difference(name_clip, "non-private", paired(clip, nonpriv)))
+            if clip and agg:
+                print(f"- {LABEL[m]}: " + stats.format_difference(name_clip, "aggregation only", paired(clip, agg)))
+            if clip and relation_of(clip[0]) in top:  # the clipping reference of that mechanism
+                rows_top, name = top[relation_of(clip[0])]
+                print(f"- {LABEL[m]}: " + stats.format_difference(name, name_clip, paired(rows_top, clip)))
         # Mechanism against mechanism at the same target epsilon: different relations.
         for i, a in enumerate(mechs):
             for b in mechs[i + 1:]:
-                for e in sorted({epsilon_of(r) for r in mine if r.get("target_epsilon") is not None}):
-                    ra = [r for r in mine if relation_of(r) == a and epsilon_of(r) == e]
-                    rb = [r for r in mine if relation_of(r) == b and epsilon_of(r) == e]
-                    if ra and rb:
-                        d = paired(ra, rb)
-                        print(f"- {LABEL[m]}, epsilon {e:g} (different neighbouring relations): "
-                              + stats.format_difference(a, b, d))
+                for c in clips or [""]:
+                    in_c = [r for r in mine if not by_clip or clip_label(r) == c]
+                    for e in sorted({epsilon_of(r) for r in in_c if r.get("target_epsilon") is not None}):
+                        ra = [r for r in in_c if relation_of(r) == a and epsilon_of(r) == e]
+                        rb = [r for r in in_c if relation_of(r) == b and epsilon_of(r) == e]
+                        if ra and rb:
+                            d = paired(ra, rb)
+                            print(f"- {LABEL[m]}, epsilon {e:g}{f', {c}' if by_clip else ''} (different "
+                                  "neighbouring relations): " + stats.format_difference(a, b, d))
     run_eps = [r.get("run_epsilon_rdp") for r in rows if r.get("run_epsilon_rdp") and r.get("target_epsilon")]
     if run_eps:
         print(f"- epsilon of the simulated runs themselves (RDP): {min(run_eps):.3g} to {max(run_eps):.3g}")
@@ -271,7 +328,9 @@ def cmd_frontier(args) -> None:
         private = [r for r in rows if r.get("target_epsilon") is not None]
         plot_curves(private, epsilon_of, "target epsilon (log scale) for the stated deployment", args.plot,
                     logx=True, references=[r for r in rows if r.get("target_epsilon") is None],
-                    line_of=(lambda r: (r["model"], relation_of(r))) if several else None)
+                    line_of=(lambda r: (r["model"], ", ".join(
+                        ([relation_of(r)] if several else []) + ([clip_label(r)] if by_clip else []))))
+                    if several or by_clip else None)
 
 
 def plot_curves(rows: list[dict], x_of, xlabel: str, path: str, logx: bool = False,
@@ -297,13 +356,18 @@ def plot_curves(rows: list[dict], x_of, xlabel: str, path: str, logx: bool = Fal
         # Points with fewer than 3 seeds (a sweep not finished) are drawn hollow.
         ax.plot([x for x, f in zip(xs, few) if f], [m for m, f in zip(mean, few) if f], "o",
                 markerfacecolor="white", color=line.get_color())
-        for kind, style in (("non-private", "--"), ("clipping only", "-.")):
-            refs = [r[HEADLINE] for r in (references or [])
-                    if r["model"] == model and frontier_point(r) == kind]
-            if refs and (model, kind) not in drawn_refs:
-                drawn_refs.add((model, kind))
-                ax.axhline(stats.t_interval(refs)["mean"], color=line.get_color(), linestyle=style,
-                           label=f"{LABEL[model]}, {kind}")
+        refs_of = grouped([r for r in (references or []) if r["model"] == model],
+                          lambda r: (frontier_point(r), clip_label(r) if frontier_point(r) == "clipping only" else ""))
+        # Several clipping-only references (sweeps with different clips): each is labelled.
+        several_clips = len({c for k, c in refs_of if k == "clipping only"}) > 1
+        styles = {"non-private": "--", "aggregation only": (0, (1, 1)), "clipping only": "-."}
+        for (kind, c), refs in sorted(refs_of.items()):
+            if (model, kind, c) in drawn_refs:
+                continue
+            drawn_refs.add((model, kind, c))
+            ax.axhline(stats.t_interval([r[HEADLINE] for r in refs])["mean"], color=line.get_color(),
+                       linestyle=styles[kind], alpha=0.5 if several_clips and c else 1.0,
+                       label=f"{LABEL[model]}, {kind}" + (f" ({c})" if several_clips and c else ""))
     base = [r.get("baseline_constant_word_top1") for r in rows if r.get("baseline_constant_word_top1")]
     if base:
         ax.axhline(base[0], color="grey", linestyle=":", label="best constant word")

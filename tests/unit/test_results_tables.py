@@ -4,6 +4,8 @@ such in a cell, never averaged into a mean or a paired difference."""
 import importlib.util
 import math
 
+import pytest
+
 from tests.integration.conftest import REPO
 
 spec = importlib.util.spec_from_file_location("results_tables", REPO / "scripts" / "results_tables.py")
@@ -18,3 +20,41 @@ def test_nan_and_huge_perplexities_are_diverged_runs():
     sd = 5.0
     assert rt.cell([195.0, 200.0, 205.0], ".1f") == f"200.0 ± {4.302652729911275 * sd / math.sqrt(3):.1f}"
     assert not rt.diverged(None) and rt.diverged(math.nan) and rt.diverged(-2e5)
+
+
+def _row(model, seed, top1, eps=None, z=0.0, clip=None):
+    return {"model": model, "seed": seed, "smoothed_word_top1": top1, "eval_word_top1": top1,
+            "eval_word_top3": 0.1, "eval_perplexity": 200.0, "target_epsilon": eps,
+            "noise_multiplier": z, "mechanism": "dp_fedavg" if clip else None,
+            "neighboring_relation": "ADD_OR_REMOVE_ONE" if clip else None, "clip_norm": clip,
+            "adaptive_clipping": bool(clip and clip < 1e5)}
+
+
+# Constant per-seed differences (exact expected values): scipy warns that their spread is 0.
+@pytest.mark.filterwarnings("ignore:Precision loss occurred")
+def test_frontier_keeps_clip_settings_and_the_aggregation_only_reference_apart(monkeypatch, capsys):
+    rows = []
+    for s in range(3):
+        rows += [_row("cifg", s, 0.030 + 0.001 * s),                          # non-private
+                 _row("cifg", s, 0.020 + 0.001 * s, z=1e-12, clip=1e6),        # aggregation only
+                 _row("cifg", s, 0.010 + 0.001 * s, z=1e-6, clip=1.0),         # clipping only, clip 1
+                 _row("cifg", s, 0.015 + 0.001 * s, z=1e-6, clip=3.0),         # clipping only, clip 3
+                 _row("cifg", s, 0.009 + 0.002 * s, eps=16.0, z=0.3, clip=1.0),
+                 _row("cifg", s, 0.012 + 0.002 * s, eps=16.0, z=0.3, clip=3.0)]
+    assert [rt.frontier_point(r) for r in rows[:6]] == [
+        "non-private", "aggregation only", "clipping only", "clipping only", "epsilon 16", "epsilon 16"]
+    assert rt.clip_groups(rows) == ["clip 1", "clip 3"]
+    monkeypatch.setattr(rt, "load_points", lambda d: rows if d.name == "all" else [])
+    rt.cmd_frontier(type("A", (), {"sweep_dirs": ["all"], "plot": None})())
+    out = capsys.readouterr().out
+    # Paired differences computed within one clip setting, never across (exact: constant
+    # per-seed differences have a zero-width CI)
+    assert "CIFG: aggregation only − non-private: -0.0100" in out
+    assert "CIFG: clipping only, clip 1 − aggregation only: -0.0100" in out
+    assert "CIFG: clipping only, clip 3 − aggregation only: -0.0050" in out
+    assert "CIFG: epsilon 16, clip 3 − clipping only, clip 3: -0.0020" in out
+    assert "CIFG: epsilon 16, clip 1 − clipping only, clip 1: -0.0000" in out or \
+        "CIFG: epsilon 16, clip 1 − clipping only, clip 1: +0.0000" in out
+    # The table has a clip column and one row per clip setting at epsilon 16
+    assert "| clip |" in out.splitlines()[0]
+    assert sum(1 for line in out.splitlines() if "| 16 |" in line) == 2
