@@ -141,7 +141,9 @@ def pair_lines(rows: list[dict], models: list[str], group_label: str = "") -> li
     for metric, name, hib in ((HEADLINE, "word top-1, smoothed", True),
                               ("eval_word_top3", "word top-3, final", True),
                               ("eval_perplexity", "perplexity", False)):
-        if any(diverged(r.get(metric)) for r in ra + rb):
+        # A run whose perplexity diverged has no meaningful accuracy either (a dead model's
+        # top-1 is noise around 0): it stops every comparison it is in.
+        if any(diverged(r.get(metric)) or diverged(r.get("eval_perplexity")) for r in ra + rb):
             out.append(f"- {group_label}{name}: not compared (a run diverged)")
             continue
         d = paired(ra, rb, metric, hib)
@@ -280,13 +282,19 @@ def cmd_frontier(args) -> None:
         for point in points:
             print("\n".join(pair_lines([r for r in rows if point_of(r) == point], models,
                                        f"{point}, ")[:1]))
+    def difference(m: str, name_a: str, rows_a: list[dict], name_b: str, rows_b: list[dict]) -> str:
+        bad = sorted({r["seed"] for r in rows_a + rows_b if diverged(r.get("eval_perplexity"))})
+        if bad:
+            return (f"- {LABEL[m]}: {name_a} − {name_b}: not compared (diverged in seed"
+                    f"{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))})")
+        return f"- {LABEL[m]}: " + stats.format_difference(name_a, name_b, paired(rows_a, rows_b))
+
     for m in models:
         mine = [r for r in rows if r["model"] == m]
         by = {k: [r for r in mine if point_of(r) == k] for k in points}
         nonpriv, agg = by.get("non-private"), by.get("aggregation only")
         if agg and nonpriv:
-            print(f"- {LABEL[m]}: " + stats.format_difference("aggregation only", "non-private",
-                                                              paired(agg, nonpriv)))
+            print(difference(m, "aggregation only", agg, "non-private", nonpriv))
         for c in clips or [""]:
             suffix = f", {c}" if by_clip else ""
             in_c = [r for r in mine if not by_clip or clip_label(r) == c]
@@ -298,17 +306,17 @@ def cmd_frontier(args) -> None:
                 if eps:
                     top[mech] = ([r for r in own if epsilon_of(r) == eps[-1]], f"{pre}epsilon {eps[-1]:g}{suffix}")
                 if len(eps) >= 2:
-                    d = paired(top[mech][0], [r for r in own if epsilon_of(r) == eps[0]])
-                    print(f"- {LABEL[m]}: " + stats.format_difference(top[mech][1], f"epsilon {eps[0]:g}{suffix}", d))
+                    print(difference(m, top[mech][1], top[mech][0], f"epsilon {eps[0]:g}{suffix}",
+                                     [r for r in own if epsilon_of(r) == eps[0]]))
             clip = by.get(f"clipping only{suffix}")
             name_clip = f"clipping only{suffix}"
             if clip and nonpriv:
-                print(f"- {LABEL[m]}: " + stats.format_difference(name_clip, "non-private", paired(clip, nonpriv)))
+                print(difference(m, name_clip, clip, "non-private", nonpriv))
             if clip and agg:
-                print(f"- {LABEL[m]}: " + stats.format_difference(name_clip, "aggregation only", paired(clip, agg)))
+                print(difference(m, name_clip, clip, "aggregation only", agg))
             if clip and relation_of(clip[0]) in top:  # the clipping reference of that mechanism
                 rows_top, name = top[relation_of(clip[0])]
-                print(f"- {LABEL[m]}: " + stats.format_difference(name, name_clip, paired(rows_top, clip)))
+                print(difference(m, name, rows_top, name_clip, clip))
         # Mechanism against mechanism at the same target epsilon: different relations.
         for i, a in enumerate(mechs):
             for b in mechs[i + 1:]:
@@ -318,9 +326,9 @@ def cmd_frontier(args) -> None:
                         ra = [r for r in in_c if relation_of(r) == a and epsilon_of(r) == e]
                         rb = [r for r in in_c if relation_of(r) == b and epsilon_of(r) == e]
                         if ra and rb:
-                            d = paired(ra, rb)
-                            print(f"- {LABEL[m]}, epsilon {e:g}{f', {c}' if by_clip else ''} (different "
-                                  "neighbouring relations): " + stats.format_difference(a, b, d))
+                            print(difference(m, a, ra, b, rb).replace(
+                                f"- {LABEL[m]}: ", f"- {LABEL[m]}, epsilon {e:g}{f', {c}' if by_clip else ''} "
+                                "(different neighbouring relations): ", 1))
     run_eps = [r.get("run_epsilon_rdp") for r in rows if r.get("run_epsilon_rdp") and r.get("target_epsilon")]
     if run_eps:
         print(f"- epsilon of the simulated runs themselves (RDP): {min(run_eps):.3g} to {max(run_eps):.3g}")

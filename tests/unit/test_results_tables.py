@@ -58,3 +58,16 @@ def test_frontier_keeps_clip_settings_and_the_aggregation_only_reference_apart(m
     # The table has a clip column and one row per clip setting at epsilon 16
     assert "| clip |" in out.splitlines()[0]
     assert sum(1 for line in out.splitlines() if "| 16 |" in line) == 2
+
+
+def test_a_diverged_run_stops_every_comparison_it_is_in(monkeypatch, capsys):
+    # Its accuracy is a dead model's (noise around 0), so not even top-1 is compared.
+    ok = [_row("cifg", s, 0.03, clip=None) | {"eval_perplexity": 180.0} for s in range(3)]
+    si = [_row("si_cifg", s, 0.01, clip=None) | {"eval_perplexity": 200.0 if s else math.nan} for s in range(3)]
+    lines = rt.pair_lines(ok + si, ["si_cifg", "cifg"])
+    assert lines and all(line.endswith("not compared (a run diverged)") for line in lines)
+    agg = [_row("si_cifg", s, 0.02, z=1e-12, clip=1e6) | {"eval_perplexity": 1e300 if s == 2 else 220.0}
+           for s in range(3)]
+    monkeypatch.setattr(rt, "load_points", lambda d: [r | {"eval_perplexity": 190.0} for r in si] + agg)
+    rt.cmd_frontier(type("A", (), {"sweep_dirs": ["x"], "plot": None})())
+    assert "SI-CIFG: aggregation only − non-private: not compared (diverged in seed 2)" in capsys.readouterr().out
