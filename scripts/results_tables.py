@@ -413,7 +413,7 @@ def write_rows(rows: list[dict], path: str) -> None:
     import csv
 
     fields = ["name", "model", "seed", "client_optimizer", "client_lr", "target_epsilon",
-              "noise_multiplier", *[c for c, _, _ in COLUMNS], "rounds_completed"]
+              "noise_multiplier", "clip_norm", *[c for c, _, _ in COLUMNS], "rounds_completed"]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
