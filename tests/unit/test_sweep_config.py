@@ -211,28 +211,26 @@ def test_dp_ftrl_frontier_and_its_twin_load_and_the_table_names_the_relation():
     assert "dp_ftrl (REPLACE_SPECIAL)" in table and "dp_fedavg (REPLACE_ONE)" in table
 
 
-def test_clip3_frontier_differs_from_table_d_only_in_the_initial_clip():
-    # Table d2 reuses table (d)'s non-private reference and compares against its points: the
-    # only difference may be privacy.clip_norm (and the experiment's name).
+def test_table_d2_sweeps_differ_from_table_d_only_where_they_say():
+    # Table d2 reuses table (d)'s non-private and clipping-only references: the m' = 100
+    # frontier may differ from (d) only in privacy.noise_cohort_size, the clip-3 reference from
+    # (d)'s clipping-only one only in privacy.clip_norm (and the experiment's names).
     ref = load_sweep("experiments/sweeps/dp_frontier_deploy.toml")
     (r,) = [ref.point_config(p) for p in ref.points if p.name == "cifg-eps4-s0"]
     (nonpriv,) = [ref.point_config(p) for p in ref.points if p.name == "cifg-nonprivate-s0"]
-    clip_only_d = load_sweep("experiments/sweeps/dp_clip_only.toml")
-    for path, name, n in (("experiments/sweeps/dp_frontier_clip3.toml", "cifg-eps4-s0", 2 * 3 * 3),
-                          ("experiments/sweeps/dp_clip_only_clip3.toml", None, 2 * 3)):
-        sweep = load_sweep(path)
-        assert len(sweep.points) == n
-        pick = (lambda p: p.name == name) if name else (lambda p: p.model == "cifg" and p.seed == 0)
-        (t,) = [sweep.point_config(p) for p in sweep.points if pick(p)]
-        assert t.privacy.clip_norm == 3.0
-        if name:
-            assert r.replace(experiment=t.experiment,
-                             privacy=dataclasses.replace(r.privacy, clip_norm=3.0)) == t
-        else:
-            (c,) = [clip_only_d.point_config(p) for p in clip_only_d.points
-                    if p.model == "cifg" and p.seed == 0]
-            assert c.replace(experiment=t.experiment, privacy=dataclasses.replace(c.privacy, clip_norm=3.0)) == t
-        assert nonpriv.replace(experiment=t.experiment, privacy=t.privacy) == t
+    m100 = load_sweep("experiments/sweeps/dp_frontier_m100.toml")
+    assert len(m100.points) == 2 * 3 * 3
+    (t,) = [m100.point_config(p) for p in m100.points if p.name == "cifg-eps4-s0"]
+    assert t.privacy.noise_cohort_size == 100
+    assert r.replace(experiment=t.experiment, privacy=dataclasses.replace(r.privacy, noise_cohort_size=100)) == t
+    assert nonpriv.replace(experiment=t.experiment, privacy=t.privacy) == t
+    clip_d = load_sweep("experiments/sweeps/dp_clip_only.toml")
+    clip3 = load_sweep("experiments/sweeps/dp_clip_only_clip3.toml")
+    assert len(clip3.points) == 2 * 3
+    (c,) = [clip_d.point_config(p) for p in clip_d.points if p.model == "cifg" and p.seed == 0]
+    (c3,) = [clip3.point_config(p) for p in clip3.points if p.model == "cifg" and p.seed == 0]
+    assert c3.privacy.clip_norm == 3.0
+    assert c.replace(experiment=c3.experiment, privacy=dataclasses.replace(c.privacy, clip_norm=3.0)) == c3
 
 
 def test_aggregation_only_reference_differs_from_clip_only_in_clip_and_noise():
