@@ -73,8 +73,10 @@ def diverged(v) -> bool:
     return v is not None and (math.isnan(v) or abs(v) >= DIVERGED)
 
 
-def cell(values: list[float], fmt: str) -> str:
-    big = sum(1 for v in values if diverged(v))
+def cell(values: list[float], fmt: str, dead: int = 0) -> str:
+    """Mean ± 95% CI half-width, or how many runs diverged: ``dead`` counts the runs whose
+    perplexity diverged (their other metrics are a dead model's, never averaged)."""
+    big = max(dead, sum(1 for v in values if diverged(v)))
     if big:
         return f"diverged in {big} of {len(values)}"
     return stats.format_mean(stats.t_interval(values), fmt)
@@ -107,18 +109,22 @@ def table(rows: list[dict], key_cols: list[tuple[str, object]]) -> str:
                                                   for x in k)):
         members = groups[key]
         seeds = sorted(m["seed"] for m in members)
+        dead = sum(1 for m in members if diverged(m.get("eval_perplexity")))
         lines.append("| " + " | ".join(LABEL.get(k, k) if isinstance(k, str) else f"{k:g}" for k in key)
-                     + " | " + " | ".join(cell([m.get(c) for m in members], fmt) for c, _, fmt in COLUMNS)
+                     + " | " + " | ".join(cell([m.get(c) for m in members], fmt, dead) for c, _, fmt in COLUMNS)
                      + f" | {len(members)} ({', '.join(map(str, seeds))}) |")
     return "\n".join(lines)
 
 
 def best_by(rows: list[dict], group, choice) -> dict:
-    """For each group, the choice with the highest mean headline over its seeds."""
+    """For each group, the choice with the highest mean headline over its seeds; a choice
+    that diverged in any seed is never the best (unless every choice did)."""
     out = {}
     for g, members in grouped(rows, group).items():
-        means = {c: stats.t_interval([m[HEADLINE] for m in ms])["mean"]
-                 for c, ms in grouped(members, choice).items()}
+        choices = grouped(members, choice)
+        alive = {c: ms for c, ms in choices.items()
+                 if not any(diverged(m.get("eval_perplexity")) for m in ms)} or choices
+        means = {c: stats.t_interval([m[HEADLINE] for m in ms])["mean"] for c, ms in alive.items()}
         out[g] = max(means, key=lambda c: means[c])
     return out
 

@@ -71,3 +71,14 @@ def test_a_diverged_run_stops_every_comparison_it_is_in(monkeypatch, capsys):
     monkeypatch.setattr(rt, "load_points", lambda d: [r | {"eval_perplexity": 190.0} for r in si] + agg)
     rt.cmd_frontier(type("A", (), {"sweep_dirs": ["x"], "plot": None})())
     assert "SI-CIFG: aggregation only − non-private: not compared (diverged in seed 2)" in capsys.readouterr().out
+
+
+def test_a_diverged_run_marks_every_cell_of_its_row_and_is_never_the_best_rate():
+    rows = [{"model": "cifg", "seed": s, "lr": lr, "smoothed_word_top1": top1, "eval_word_top1": top1,
+             "eval_word_top3": 0.1, "eval_perplexity": ppl}
+            for s in range(3) for lr, top1, ppl in ((1.0, 0.03, 180.0), (3.0, 0.05, math.nan if s == 1 else 170.0))]
+    out = rt.table(rows, [("model", lambda r: r["model"]), ("lr", lambda r: r["lr"])])
+    (row3,) = [line for line in out.splitlines() if "| 3 |" in line]
+    assert row3.count("diverged in 1 of 3") == 4  # every metric column, not only perplexity
+    # lr 3 has the higher mean top-1, but a seed diverged there
+    assert rt.best_by(rows, lambda r: r["model"], lambda r: r["lr"]) == {"cifg": 1.0}
