@@ -323,6 +323,12 @@ def cmd_frontier(args) -> None:
             if clip and relation_of(clip[0]) in top:  # the clipping reference of that mechanism
                 rows_top, name = top[relation_of(clip[0])]
                 print(difference(m, name, rows_top, name_clip, clip))
+        # One clip setting's clipping-only reference against another's: what the clip costs.
+        for i, c1 in enumerate(clips if by_clip else []):
+            for c2 in clips[i + 1:]:
+                r1, r2 = by.get(f"clipping only, {c1}"), by.get(f"clipping only, {c2}")
+                if r1 and r2:
+                    print(difference(m, f"clipping only, {c2}", r2, f"clipping only, {c1}", r1))
         # Mechanism against mechanism at the same target epsilon: different relations.
         for i, a in enumerate(mechs):
             for b in mechs[i + 1:]:

@@ -53,6 +53,7 @@ def test_frontier_keeps_clip_settings_and_the_aggregation_only_reference_apart(m
     assert "CIFG: clipping only, clip 1 − aggregation only: -0.0100" in out
     assert "CIFG: clipping only, clip 3 − aggregation only: -0.0050" in out
     assert "CIFG: epsilon 16, clip 3 − clipping only, clip 3: -0.0020" in out
+    assert "CIFG: clipping only, clip 3 − clipping only, clip 1: +0.0050" in out
     assert "CIFG: epsilon 16, clip 1 − clipping only, clip 1: -0.0000" in out or \
         "CIFG: epsilon 16, clip 1 − clipping only, clip 1: +0.0000" in out
     # The table has a clip column and one row per clip setting at epsilon 16
