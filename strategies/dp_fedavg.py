@@ -25,7 +25,8 @@ from flwr.serverapp.strategy import Strategy
 from fl_sim.config import ExperimentConfig
 from fl_sim.privacy import DPAggregator
 from fl_sim.privacy.deployment import DPAccounting
-from fl_sim.privacy.release import DIAGNOSTIC_EXAMPLES, data_paragraph, noise_paragraph
+from fl_sim.privacy.release import (DIAGNOSTIC_EXAMPLES, data_paragraph, node_sums_paragraph,
+                                    noise_paragraph)
 from strategies.hooks import Accepted, Aggregation
 from strategies.wrapper import StrategyWrapper
 
@@ -126,6 +127,8 @@ class DPFedAvg(StrategyWrapper):
                      + (f" for {self.accounting.scale.describe()}." if self.accounting.run_ledger
                         is not None else "."))
         text += "\n\n" + noise_paragraph(self.reproducible)
+        if self.cfg.deployment.node_sums:
+            text += "\n\n" + node_sums_paragraph()
         text += "\n\n" + data_paragraph(self.cfg.data.vocab_source)
         text += ("\n\n**Diagnostics: not covered.** Exact per-round statistics (" +
                  ", ".join(DIAGNOSTIC_EXAMPLES) + ") are written only to diagnostics.jsonl, "

@@ -42,7 +42,8 @@ from fl_sim.privacy.calibration import calibrate_tree_noise
 from fl_sim.privacy.clipping import clip_update
 from fl_sim.privacy.deployment import DeploymentScale
 from fl_sim.privacy.noise import clipped_sum
-from fl_sim.privacy.release import DIAGNOSTIC_EXAMPLES, data_paragraph, tree_noise_paragraph
+from fl_sim.privacy.release import (DIAGNOSTIC_EXAMPLES, data_paragraph, node_sums_paragraph,
+                                    tree_noise_paragraph)
 from fl_sim.privacy.tree import prefix_noise, tree_cohort
 from fl_sim.privacy.tree_accountant import RELATION, TreeLedger
 from strategies.hooks import Accepted, Aggregation
@@ -233,6 +234,8 @@ class DPFTRL(StrategyWrapper):
                      f"(rdp) <= {self.cfg.privacy.target_epsilon} after "
                      f"{self.cfg.experiment.rounds} rounds.")
         text += "\n\n" + tree_noise_paragraph(self.reproducible)
+        if self.cfg.deployment.node_sums:
+            text += "\n\n" + node_sums_paragraph()
         text += "\n\n" + data_paragraph(self.cfg.data.vocab_source)
         text += ("\n\n**Diagnostics: not covered.** Exact per-round statistics (" +
                  ", ".join(DIAGNOSTIC_EXAMPLES) + ") are written only to diagnostics.jsonl, "

@@ -33,6 +33,17 @@ def noise_paragraph(reproducible: bool) -> str:
         "not bit for bit.")
 
 
+def node_sums_paragraph() -> str:
+    """Where the clipping happened with ``deployment.node_sums`` (docs/deployment.md)."""
+    return ("**Clipping on the nodes (deployment.node_sums = true).** Each node clipped its "
+            "clients' updates to the round's clip norm, which the server sent with the round's "
+            "train message, and returned their sum with each accepted client's norm before "
+            "clipping; the server saw no single client's update, added the noise once to the "
+            "sum of the nodes' sums and took the same fixed-denominator mean. The mechanism and "
+            "its accounting are unchanged; each node is trusted with the updates of the "
+            "clients it trained, as without node sums.")
+
+
 def tree_noise_paragraph(reproducible: bool) -> str:
     """DP-FTRL's version of :func:`noise_paragraph`: its node noise and cohorts are keyed
     per tree (fl_sim/privacy/tree.py), and the tree's key must outlive a restart."""

@@ -172,3 +172,11 @@ def test_clipped_node_sum_reply_round_trips_and_checks_its_norms():
     plain = protocol.read_node_sum(protocol.node_sum_reply(msgs[0], sum_updates(
         [(c, delta(1, c), metrics(c)) for c in IDS[:4]], w, weighted=True)))
     assert plain.clip_norm is None and plain.norms is None
+
+
+@pytest.mark.parametrize("mechanism", ["dp_fedavg", "dp_ftrl"])
+def test_the_privacy_statement_says_where_the_clipping_happened(mechanism):
+    for sums in (True, False):
+        s = make_strategy("fedavg", config(sums, mechanism=mechanism), IDS, "")
+        text = s.final_report()["privacy_statement"]
+        assert ("Clipping on the nodes (deployment.node_sums = true)" in text) == sums
