@@ -7,7 +7,6 @@ ServerApp do (Flower ArrayRecord / MetricRecord / Error), then aggregated by Fed
 import numpy as np
 import pytest
 from flwr.app import ArrayRecord, Error, Message
-from flwr.supercore.task_identity import TaskIdentity
 
 from fl_sim import protocol
 from fl_sim.config import from_dict
@@ -16,12 +15,7 @@ from strategies.fedavg_strategy import FedAvgDelta
 GLOBAL = [np.ones(4, np.float32), np.zeros((2, 3), np.float32)]  # 40 bytes as float32
 
 
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch):
-    # Messages are stamped with the run (and node) of the process that creates them.
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 0)
+pytestmark = pytest.mark.usefixtures("task_identity")  # tests/conftest.py
 
 
 def update(v, dtype=np.float32):

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from flwr.app import ArrayRecord
-from flwr.supercore.task_identity import TaskIdentity
 
 from fl_sim import protocol
 from fl_sim.config import load_experiment
@@ -11,12 +10,7 @@ from fl_sim.data import load_corpus
 from strategies.registry import make_strategy
 
 
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch):
-    # Messages are stamped with the run (and node) of the process that creates them.
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 0)
+pytestmark = pytest.mark.usefixtures("task_identity")  # tests/conftest.py
 
 
 def test_a_raising_client_fails_alone_and_the_server_counts_it(tmp_path):

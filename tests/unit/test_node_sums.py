@@ -4,7 +4,6 @@ the server averages the nodes' sums; checked against NumPy and against per-clien
 import numpy as np
 import pytest
 from flwr.app import ArrayRecord
-from flwr.supercore.task_identity import TaskIdentity
 
 from fl_sim import protocol
 from fl_sim.config import ConfigError, from_dict
@@ -14,12 +13,7 @@ from strategies.fedavg_strategy import FedAvgDelta
 SHAPES = [(5,), (3, 4)]
 
 
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch):
-    # Messages are stamped with the run (and node) of the process that creates them.
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 0)
+pytestmark = pytest.mark.usefixtures("task_identity")  # tests/conftest.py
 
 
 def update(rng, scale=1.0):

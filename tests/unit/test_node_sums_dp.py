@@ -10,32 +10,20 @@ with audit canaries, and DP-FTRL.
 import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord
-from flwr.supercore.task_identity import TaskIdentity
 
 from fl_sim import protocol
 from fl_sim.config import from_dict
 from fl_sim.privacy.clipping import clip_update, global_norm
 from fl_sim.updates import NodeSum, sum_updates
 from strategies.registry import make_strategy
+from tests.conftest import StaticGrid
 
 IDS = [f"c{i:02d}" for i in range(40)]
 SHAPES = [(6, 4), (4,)]
 ROUNDS = 4
 
 
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch):
-    # Messages are stamped with the run (and node) of the process that creates them.
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 0)
-
-
-class Nodes:
-    """The one Grid method configure_train asks: which nodes are connected."""
-
-    def get_node_ids(self):
-        return [5, 6, 7]
+pytestmark = pytest.mark.usefixtures("task_identity")  # tests/conftest.py
 
 
 def config(sums: bool, audit: int = 0, **privacy):
@@ -66,7 +54,7 @@ def play(cfg):
     out = []
     for rnd in range(1, ROUNDS + 1):
         replies, clips = [], []
-        for msg in s.configure_train(rnd, ArrayRecord(w), ConfigRecord(), Nodes()):
+        for msg in s.configure_train(rnd, ArrayRecord(w), ConfigRecord(), StaticGrid(5, 6, 7)):
             msg.metadata.__dict__["_message_id"] = msg.object_id  # what the Grid does when pushing
             config = msg.content[protocol.CONFIG]
             results = [(c, delta(rnd, c), metrics(c)) for c in config["client-ids"]]
@@ -130,7 +118,7 @@ def test_clipped_node_sum_is_numpys_sum_of_clipped_updates():
 def _strategy_after_configure(cfg):
     s = make_strategy("fedavg", cfg, IDS, "")
     w = [np.full(sh, 0.1, np.float32) for sh in SHAPES]
-    msgs = list(s.configure_train(1, ArrayRecord(w), ConfigRecord(), Nodes()))
+    msgs = list(s.configure_train(1, ArrayRecord(w), ConfigRecord(), StaticGrid(5, 6, 7)))
     for m in msgs:
         m.metadata.__dict__["_message_id"] = m.object_id
     return s, w, msgs

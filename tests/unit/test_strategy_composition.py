@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp.strategy import FedAvg
-from flwr.supercore.task_identity import TaskIdentity
 
 from fl_sim import protocol
 from fl_sim.config import from_dict
@@ -15,6 +14,7 @@ from strategies.fedavg_strategy import FedAvgDelta
 from strategies.hooks import Aggregation
 from strategies.pruning_strategy import FederatedPruning
 from strategies.wrapper import StrategyWrapper, describe
+from tests.conftest import StaticGrid
 
 IDS = [f"c{i}" for i in range(30)]
 NAMES = ["dense/kernel", "dense/bias"]          # what pruning may prune: the 2-D kernel only
@@ -22,19 +22,7 @@ INIT = [np.linspace(-1, 1, 16, dtype=np.float32).reshape(4, 4), np.zeros(4, np.f
 ROUNDS = 3
 
 
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch):
-    # Messages are stamped with the run (and node) of the process that creates them.
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 0)
-
-
-class OneNode:
-    """The one Grid method configure_train asks: which nodes are connected."""
-
-    def get_node_ids(self):
-        return [7]
+pytestmark = pytest.mark.usefixtures("task_identity")  # tests/conftest.py
 
 
 def config(**privacy):
@@ -65,7 +53,7 @@ def play(strategy, rounds=range(1, ROUNDS + 1), weights=INIT, accounted=True):
     compute at z = 0 with fixed-size sampling (a division by zero in its RDP code)."""
     out = []
     for rnd in rounds:
-        (msg,) = strategy.configure_train(rnd, ArrayRecord(weights), ConfigRecord(), OneNode())
+        (msg,) = strategy.configure_train(rnd, ArrayRecord(weights), ConfigRecord(), StaticGrid(7))
         msg.metadata.__dict__["_message_id"] = msg.object_id  # what the Grid does when pushing
         cids = list(msg.content[protocol.CONFIG]["client-ids"])
         reply = protocol.train_reply(msg, [(c, client_delta(rnd, c), {"num_examples": 5, "train_loss": 1.0})
