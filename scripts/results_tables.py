@@ -61,7 +61,14 @@ def clip_settings(point_dir: Path) -> dict:
     p = tomllib.loads(cfg.read_text()).get("privacy", {})
     if not p.get("enabled"):
         return {"clip_norm": None}
-    return {"clip_norm": float(p.get("clip_norm", 0.0)), "adaptive_clipping": bool(p.get("adaptive_clipping"))}
+    return {"clip_norm": float(p.get("clip_norm", 0.0)), "adaptive_clipping": bool(p.get("adaptive_clipping")),
+            "noise_cohort_size": p.get("noise_cohort_size") or None}
+
+
+def deploy_label(r: dict) -> str:
+    """"m' 100": the noise cohort of a private point's stated deployment ('' for none)."""
+    m = r.get("noise_cohort_size")
+    return f"m' {int(m)}" if m and r.get("target_epsilon") is not None else ""
 
 
 DIVERGED = 1e5  # a perplexity this large is a diverged run (the cap is exp(700))
@@ -255,9 +262,16 @@ def cmd_frontier(args) -> None:
     # Points that clip differently (sweeps with another initial clip) are other points:
     # grouped, labelled and compared apart, only within their own clip setting.
     by_clip = len(clips) > 1
+    # So are private points of different stated deployments (another noise cohort m'): their
+    # epsilons are about different noise. The clipping-only and aggregation-only references
+    # have no noise to speak of and serve every deployment.
+    deploys = sorted({deploy_label(r) for r in rows if deploy_label(r)})
+    by_deploy = len(deploys) > 1
     key_cols = [("model", lambda r: r["model"]), ("mechanism (relation)", relation_of)]
     if by_clip:
         key_cols.append(("clip", lambda r: clip_label(r) or "-"))
+    if by_deploy:
+        key_cols.append(("noise cohort", lambda r: deploy_label(r) or "-"))
     key_cols += [("target epsilon", epsilon_of), ("noise multiplier z", lambda r: r.get("noise_multiplier") or 0.0)]
     print(table(rows, key_cols))
     print("\n(target epsilon inf with z > 0: the clipping-only reference, no privacy, or with a clip "
@@ -273,14 +287,15 @@ def cmd_frontier(args) -> None:
         name = frontier_point(r)
         if by_clip and name not in ("non-private", "aggregation only"):
             name = f"{name}, {clip_label(r)}"
+        if by_deploy and deploy_label(r):
+            name = f"{name}, {deploy_label(r)}"
         return f"{relation_of(r)}, {name}" if several and r.get("target_epsilon") is not None else name
 
     def order(k: str):
-        base = k.split(", clip", 1)[0]
+        base = k.split(", clip", 1)[0].split(", m'", 1)[0]
         return (k == "non-private", k == "aggregation only", base.startswith("clipping only"),
                 k.rsplit(", epsilon", 1)[0] if ", epsilon" in k else "",
-                k.split(", clip", 1)[1] if ", clip" in k else "",
-                float(base.rsplit(" ", 1)[1]) if "epsilon" in base else 0.0)
+                k[len(base):], float(base.rsplit(" ", 1)[1]) if "epsilon" in base else 0.0)
 
     points = sorted({point_of(r) for r in rows}, key=order)
     if len(models) == 2:
@@ -304,25 +319,49 @@ def cmd_frontier(args) -> None:
         for c in clips or [""]:
             suffix = f", {c}" if by_clip else ""
             in_c = [r for r in mine if not by_clip or clip_label(r) == c]
-            top = {}  # mechanism -> (its rows at its largest epsilon, that epsilon)
-            for mech in mechs:
-                own = [r for r in in_c if r.get("target_epsilon") is not None and relation_of(r) == mech]
-                eps = sorted({epsilon_of(r) for r in own})
-                pre = f"{mech}, " if several else ""
-                if eps:
-                    top[mech] = ([r for r in own if epsilon_of(r) == eps[-1]], f"{pre}epsilon {eps[-1]:g}{suffix}")
-                if len(eps) >= 2:
-                    print(difference(m, top[mech][1], top[mech][0], f"epsilon {eps[0]:g}{suffix}",
-                                     [r for r in own if epsilon_of(r) == eps[0]]))
             clip = by.get(f"clipping only{suffix}")
             name_clip = f"clipping only{suffix}"
+            tops = {}  # deployment -> {mechanism -> (its rows at its largest epsilon, that epsilon)}
+            for dep in deploys if by_deploy else [""]:
+                dsuffix = suffix + (f", {dep}" if by_deploy else "")
+                in_cd = [r for r in in_c if not by_deploy or deploy_label(r) == dep]
+                top = tops[dep] = {}
+                for mech in mechs:
+                    own = [r for r in in_cd if r.get("target_epsilon") is not None and relation_of(r) == mech]
+                    eps = sorted({epsilon_of(r) for r in own})
+                    pre = f"{mech}, " if several else ""
+                    if eps:
+                        top[mech] = ([r for r in own if epsilon_of(r) == eps[-1]],
+                                     f"{pre}epsilon {eps[-1]:g}{dsuffix}")
+                    if len(eps) >= 2:
+                        print(difference(m, top[mech][1], top[mech][0], f"epsilon {eps[0]:g}{dsuffix}",
+                                         [r for r in own if epsilon_of(r) == eps[0]]))
             if clip and nonpriv:
                 print(difference(m, name_clip, clip, "non-private", nonpriv))
             if clip and agg:
                 print(difference(m, name_clip, clip, "aggregation only", agg))
-            if clip and relation_of(clip[0]) in top:  # the clipping reference of that mechanism
-                rows_top, name = top[relation_of(clip[0])]
-                print(difference(m, name, rows_top, name_clip, clip))
+            for dep, top in tops.items():
+                dsuffix = suffix + (f", {dep}" if by_deploy else "")
+                in_cd = [r for r in in_c if not by_deploy or deploy_label(r) == dep]
+                if clip and relation_of(clip[0]) in top:  # the clipping reference of that mechanism
+                    rows_top, name = top[relation_of(clip[0])]
+                    print(difference(m, name, rows_top, name_clip, clip))
+                    if by_deploy:  # and the least private point too: there the noise is largest
+                        low = [r for r in in_cd if r.get("target_epsilon") is not None
+                               and relation_of(r) == relation_of(clip[0])]
+                        e0 = min(epsilon_of(r) for r in low)
+                        print(difference(m, f"epsilon {e0:g}{dsuffix}", [r for r in low if epsilon_of(r) == e0],
+                                         name_clip, clip))
+        # The same epsilon for two stated deployments: what ten times less noise cohort costs.
+        for i, d1 in enumerate(deploys if by_deploy else []):
+            for d2 in deploys[i + 1:]:
+                for e in sorted({epsilon_of(r) for r in mine if r.get("target_epsilon") is not None}):
+                    for c in clips or [""]:
+                        sfx = f", {c}" if by_clip else ""
+                        r1 = [r for r in mine if point_of(r) == f"epsilon {e:g}{sfx}, {d1}"]
+                        r2 = [r for r in mine if point_of(r) == f"epsilon {e:g}{sfx}, {d2}"]
+                        if r1 and r2:
+                            print(difference(m, f"epsilon {e:g}{sfx}, {d1}", r1, f"epsilon {e:g}{sfx}, {d2}", r2))
         # One clip setting's clipping-only reference against another's: what the clip costs.
         for i, c1 in enumerate(clips if by_clip else []):
             for c2 in clips[i + 1:]:
@@ -349,8 +388,9 @@ def cmd_frontier(args) -> None:
         plot_curves(private, epsilon_of, "target epsilon (log scale) for the stated deployment", args.plot,
                     logx=True, references=[r for r in rows if r.get("target_epsilon") is None],
                     line_of=(lambda r: (r["model"], ", ".join(
-                        ([relation_of(r)] if several else []) + ([clip_label(r)] if by_clip else []))))
-                    if several or by_clip else None)
+                        ([relation_of(r)] if several else []) + ([clip_label(r)] if by_clip else [])
+                        + ([deploy_label(r)] if by_deploy else []))))
+                    if several or by_clip or by_deploy else None)
 
 
 def plot_curves(rows: list[dict], x_of, xlabel: str, path: str, logx: bool = False,

@@ -83,3 +83,23 @@ def test_a_diverged_run_marks_every_cell_of_its_row_and_is_never_the_best_rate()
     assert row3.count("diverged in 1 of 3") == 4  # every metric column, not only perplexity
     # lr 3 has the higher mean top-1, but a seed diverged there
     assert rt.best_by(rows, lambda r: r["model"], lambda r: r["lr"]) == {"cifg": 1.0}
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred")
+def test_points_of_two_stated_deployments_are_compared_apart(monkeypatch, capsys):
+    rows = []
+    for s in range(3):
+        for m, top1 in ((1000, 0.010), (100, 0.020)):
+            rows += [_row("cifg", s, top1 + 0.001 * s, eps=e, z=0.5, clip=1.0) | {"noise_cohort_size": m}
+                     for e in (1.0, 16.0)]
+        rows += [_row("cifg", s, 0.010 + 0.001 * s, z=1e-6, clip=1.0) | {"noise_cohort_size": 1000}]
+    assert rt.deploy_label(rows[0]) == "m' 1000" and rt.deploy_label(rows[-1]) == ""  # references: none
+    monkeypatch.setattr(rt, "load_points", lambda d: rows)
+    rt.cmd_frontier(type("A", (), {"sweep_dirs": ["x"], "plot": None})())
+    out = capsys.readouterr().out
+    assert "| noise cohort |" in out.splitlines()[0]
+    # Within one deployment, never across; the clipping-only reference serves both
+    assert "CIFG: epsilon 1, m' 100 − clipping only: +0.0100" in out
+    assert "CIFG: epsilon 1, m' 1000 − clipping only: +0.0000" in out or \
+        "CIFG: epsilon 1, m' 1000 − clipping only: -0.0000" in out
+    assert "CIFG: epsilon 1, m' 100 − epsilon 1, m' 1000: +0.0100" in out
