@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import Poller, children_by_parent, emit, proc_stat
+from benchmarks.common import Poller, children_by_parent, emit, proc_stat, run_rows
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -320,14 +320,14 @@ def sim(case: dict) -> dict:
         roles = [r for _, _, r in mon.rows]
         mem["round_cpu_by_role_s"] = [{k: round(b.get(k, 0.0) - a.get(k, 0.0), 3) for k in b}
                                       for a, b in zip(roles, roles[1:])][:rounds - 1]
-        rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln]
+        rows = run_rows(run_dir)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     by_round = {r["round"]: r for r in rows if r.get("type") == "round"}
     times = [by_round[r]["round_time_s"] for r in range(1, rounds + 1)]
     final = next(r for r in rows if r.get("type") == "final")
     return {"round_times_s": times, "total_s": round(total, 2),
-            "clients_completed": [by_round[r]["clients_completed"] for r in range(1, rounds + 1)],
+            "clients_completed": [by_round[r].get("clients_completed") for r in range(1, rounds + 1)],  # not released under DP
             "train_examples": [by_round[r].get("train_examples") for r in range(1, rounds + 1)],
             "final_round_with_eval_s": by_round[rounds + 1]["round_time_s"],
             "eval_accuracy": final.get("eval_accuracy"), **mem}

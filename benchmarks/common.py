@@ -174,6 +174,18 @@ def median(xs: list[float]) -> float:
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
+def run_rows(run_dir: Path) -> list[dict]:
+    """A run's metrics.jsonl rows, each round's row merged with its diagnostics.jsonl row: a
+    DP run releases no round times or client counts, and writes them there instead."""
+    def read(name: str) -> list[dict]:
+        f = Path(run_dir) / name
+        return [json.loads(ln) for ln in f.read_text().splitlines() if ln] if f.is_file() else []
+
+    diag = {(r.get("model"), r["round"]): r for r in read("diagnostics.jsonl") if r.get("type") == "round"}
+    return [{**diag.get((r.get("model"), r.get("round")), {}), **r} if r.get("type") == "round" else r
+            for r in read("metrics.jsonl")]
+
+
 def show(title: str, rows: list[tuple[str, object]]) -> None:
     print(f"\n== {title}" + ("  [BENCH_QUICK: sizes shrunk, numbers not meaningful]" if QUICK else ""))
     for k, v in rows:
