@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,15 +42,9 @@ def _pids_naming(marker: str) -> list[int]:
 
 
 def _stop(marker: str) -> None:
-    pids = _pids_naming(marker)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
-        time.sleep(0.2)
+    from fl_sim.app.cluster import stop_pids
+
+    stop_pids(_pids_naming(marker))
 
 
 def one(kind: str, work: Path) -> dict:

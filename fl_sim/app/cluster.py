@@ -82,7 +82,13 @@ def stop_process(entry: dict, timeout: float = 15.0, sig: int = signal.SIGTERM) 
     """End a recorded process and its descendants: ``sig``, then SIGKILL after ``timeout``."""
     if not alive(entry):
         return
-    targets = [(p, _start_ticks(p)) for p in [entry["pid"], *descendants(entry["pid"])]]
+    stop_pids([entry["pid"], *descendants(entry["pid"])], timeout, sig)
+
+
+def stop_pids(pids: list[int], timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
+    """End these processes (PIDs this program found it started): ``sig``, then SIGKILL after
+    ``timeout``. Each is recognised by its start time, so a PID reused meanwhile is spared."""
+    targets = [(p, _start_ticks(p)) for p in pids]
     targets = [(p, t) for p, t in targets if t is not None]
     for p, t in targets:
         if _start_ticks(p) == t:

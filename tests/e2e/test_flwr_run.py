@@ -2,13 +2,13 @@
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from fl_sim.app.cluster import stop_pids
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,14 +58,7 @@ def test_flwr_run_dot_as_the_readme_types_it(tmp_path):
         # `flwr run` with the local-simulation connection starts a background SuperLink
         # (logging into our FLWR_HOME) that outlives the command: stop what it started.
         pids = _processes_started_for(str(tmp_path))
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
-            time.sleep(0.2)
+        stop_pids(pids)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = list((out / "smoke").iterdir())
     assert len(runs) == 1 and (runs[0] / "summary.json").exists()
